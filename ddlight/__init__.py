@@ -1,0 +1,3 @@
+"""ddlight: dataset distillation as PyTorch Lightning stages."""
+
+__version__ = "0.1.0"

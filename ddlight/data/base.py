@@ -12,7 +12,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+)
 
 
 def normalize_uint8(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -114,7 +121,9 @@ class ClassBalancedEpisodes(IterableDataset):
         self.table, self.counts = class_index(self.labels, num_classes)
         if int(self.counts.min()) == 0:
             missing = torch.nonzero(self.counts == 0).flatten().tolist()
-            raise ValueError(f"classes {missing} have no training images; cannot build class-balanced episodes")
+            raise ValueError(
+                f"classes {missing} have no training images; cannot build class-balanced episodes"
+            )
         self.num_classes, self.n = num_classes, n_per_class
         self.mean, self.std = mean, std
         self.seed, self.rank = seed, rank

@@ -93,6 +93,11 @@ class ConvNet(nn.Module):
             in_ch = width
             if pooling != "none":
                 h, w = h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"ConvNet depth {depth} pools a {as_size(im_size)} input below 1x1; use a smaller depth, "
+                "a larger im_size or pooling='none'"
+            )
         self.blocks = nn.ModuleList(blocks)
         self.pool = make_pool(pooling)
         self.embed_dim = width * h * w

@@ -1,0 +1,24 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+SHARED_DATA = (TESTS.parent / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The full MNIST in torchvision layout that CI and developers share; tests skip without it."""
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip(f"real MNIST not found under {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    # Two-core CI machine: keep torch from oversubscribing when pytest runs many small ops.
+    import torch
+
+    torch.set_num_threads(2)

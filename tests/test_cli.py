@@ -1,0 +1,114 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ddlight.cli import DDLightCLI
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ddlight", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_print_config_round_trip(tmp_path):
+    first = run_cli("fit", "--config", str(CONFIGS / "baseline_mnist.yaml"), "--print_config", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    cfg = yaml.safe_load(first.stdout)
+    assert cfg["model"]["class_path"] == "ddlight.methods.BaselineTrainer"
+    assert cfg["model"]["init_args"]["net"]["init_args"]["width"] == 128
+    assert cfg["seed_everything"] == 0
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(first.stdout)
+    second = run_cli("fit", "--config", str(saved), "--print_config", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert yaml.safe_load(second.stdout) == cfg
+
+
+def test_one_flag_swaps_the_model(tmp_path):
+    cli = DDLightCLI(
+        args=[
+            "--config",
+            str(CONFIGS / "quickstart.yaml"),
+            "--model.init_args.net",
+            "ddlight.models.MLP",
+            "--model.init_args.net.init_args.num_classes",
+            "10",
+        ],
+        run=False,
+    )
+    from ddlight.models import MLP
+
+    assert isinstance(cli.model.net, MLP)
+
+
+def test_bad_config_exits_nonzero_with_message(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  class_path: ddlight.methods.BaselineTrainer\n  init_args:\n    lr: fast\n")
+    out = run_cli("fit", "--config", str(bad), cwd=tmp_path)
+    assert out.returncode != 0
+    assert "lr" in out.stderr
+
+
+def test_fit_fast_dev_run_mnist(mnist_root, tmp_path):
+    cli = DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(CONFIGS / "baseline_mnist.yaml"),
+            "--data.init_args.data_dir",
+            str(mnist_root),
+            "--trainer.fast_dev_run",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+    )
+    assert cli.trainer.global_step == 2
+    assert cli.model.cost["macs"] > 0
+
+
+def test_num_classes_mismatch_is_reported(tmp_path):
+    with pytest.raises(ValueError, match="num_classes=3"):
+        DDLightCLI(
+            args=[
+                "fit",
+                "--config",
+                str(CONFIGS / "quickstart.yaml"),
+                "--model.init_args.net.init_args.num_classes",
+                "3",
+                "--trainer.fast_dev_run",
+                "1",
+                "--trainer.logger",
+                "false",
+            ],
+        )
+
+
+def test_fit_fast_dev_run_mhist_fixture(tmp_path):
+    from mhist_fixture import make_mhist_fixture
+
+    root = make_mhist_fixture(tmp_path / "mhist", n_train=8, n_test=4, size=224)
+    cli = DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(CONFIGS / "baseline_mhist.yaml"),
+            "--data.init_args.data_dir",
+            str(root),
+            "--data.init_args.batch_size",
+            "4",
+            "--trainer.fast_dev_run",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+    )
+    assert cli.trainer.global_step == 1
+    assert cli.datamodule.train_images.shape[1:] == (3, 224, 224)

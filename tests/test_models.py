@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from ddlight.models import MLP, VGG11, AlexNet, ConvNet, ResNet18
+
+
+@pytest.mark.parametrize(
+    ("channel", "size", "depth", "width", "feat"),
+    [
+        (1, 28, 3, 128, (128, 4, 4)),
+        (1, 28, 7, 32, (32, 0, 0)),
+        (3, 224, 3, 128, (128, 28, 28)),
+        (3, 224, 7, 32, (32, 1, 1)),
+    ],
+)
+def test_convnet_shapes(channel, size, depth, width, feat):
+    if feat[1] == 0:
+        # 28x28 at depth 7 pools the map away: building it must fail loudly, not at the first forward.
+        with pytest.raises(ValueError, match="below 1x1"):
+            ConvNet(channel, 10, width, depth, im_size=size)
+        return
+    net = ConvNet(channel, 10, width, depth, im_size=size)
+    assert net.feature_shape == feat
+    x = torch.randn(2, channel, size, size)
+    assert net(x).shape == (2, 10)
+    emb = net.embed(x)
+    assert emb.shape == (2, feat[0] * feat[1] * feat[2])
+    acts, emb2 = net.forward_blocks(x)
+    assert len(acts) == depth
+    first = 32 if size == 28 else size
+    assert acts[0].shape == (2, width, first, first)  # before pooling: 28x28 digits padded to 32
+    assert acts[-1].shape[-1] == feat[-1] * 2 or feat[-1] == 1
+    torch.testing.assert_close(emb, emb2)
+
+
+def test_convnet_mnist_embedding_is_2048():
+    net = ConvNet()
+    assert net.embed_dim == 2048
+    assert net.blocks[0][0].padding == (3, 3)
+
+
+@pytest.mark.parametrize("norm", ["instancenorm", "batchnorm", "layernorm", "groupnorm", "none"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "leakyrelu"])
+def test_convnet_options(norm, act):
+    net = ConvNet(norm=norm, act=act, pooling="maxpooling")
+    out = net(torch.randn(3, 1, 28, 28))
+    assert out.shape == (3, 10)
+    out.sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_instancenorm_is_learnable_groupnorm():
+    norm = ConvNet(norm="instancenorm").blocks[0][1]
+    assert isinstance(norm, torch.nn.GroupNorm)
+    assert norm.num_groups == norm.num_channels == 128 and norm.affine
+
+
+def test_bad_options_raise():
+    with pytest.raises(ValueError, match="norm must be one of"):
+        ConvNet(norm="bn")
+    with pytest.raises(ValueError, match="act must be one of"):
+        ConvNet(act="gelu")
+
+
+@pytest.mark.parametrize("cls", [MLP, ResNet18, VGG11, AlexNet])
+@pytest.mark.parametrize(("channel", "size"), [(1, 28), (3, 32)])
+def test_other_architectures(cls, channel, size):
+    kwargs = {"im_size": size} if cls in (MLP, VGG11) else {}
+    net = cls(channel=channel, num_classes=7, **kwargs)
+    x = torch.randn(2, channel, size, size)
+    assert net(x).shape == (2, 7)
+    assert net.embed(x).shape == (2, net.embed_dim)
+
+
+def test_resnet_norm_variants():
+    bn = ResNet18(norm="batchnorm")
+    inorm = ResNet18(norm="instancenorm")
+    assert isinstance(bn.bn1, torch.nn.BatchNorm2d)
+    assert isinstance(inorm.bn1, torch.nn.GroupNorm)
