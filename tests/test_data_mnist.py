@@ -77,6 +77,7 @@ def test_episodes_are_reproducible_and_rank_specific():
     assert not torch.equal(b.episode(0)[0], x1)
     a.load_state_dict({"counter": 7})
     assert torch.equal(next(iter(a))[0], b.__class__.episode(a, 7)[0])
+    assert a.state_dict() == {"counter": 8}
 
 
 def test_stratified_holdout_counts():

@@ -3,6 +3,7 @@
 from ddlight.data.base import ClassBalancedEpisodes, RealDataModule, TensorBatchDataset
 from ddlight.data.mhist import MHISTDataModule
 from ddlight.data.mnist import MNISTDataModule
+from ddlight.data.synthetic import SyntheticDataModule, SyntheticSet, SyntheticSetError
 
 __all__ = [
     "ClassBalancedEpisodes",
@@ -10,4 +11,7 @@ __all__ = [
     "MNISTDataModule",
     "RealDataModule",
     "TensorBatchDataset",
+    "SyntheticDataModule",
+    "SyntheticSet",
+    "SyntheticSetError",
 ]

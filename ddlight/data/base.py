@@ -116,8 +116,10 @@ class ClassBalancedEpisodes(IterableDataset):
         std: torch.Tensor,
         seed: int = 0,
         rank: int = 0,
+        epoch_length: int = 1000,
     ) -> None:
         self.images, self.labels = images, labels.long()
+        self.epoch_length = epoch_length
         self.table, self.counts = class_index(self.labels, num_classes)
         if int(self.counts.min()) == 0:
             missing = torch.nonzero(self.counts == 0).flatten().tolist()
@@ -134,8 +136,13 @@ class ClassBalancedEpisodes(IterableDataset):
         idx = sample_per_class(self.table, self.counts, self.n, gen).flatten()
         return normalize_uint8(self.images[idx], self.mean, self.std), self.labels[idx]
 
+    def __len__(self) -> int:
+        # A finite "epoch" makes Lightning skip its one-batch prefetch, so the counter saved in a checkpoint
+        # is exactly the number of episodes consumed; the stream itself never restarts between epochs.
+        return self.epoch_length
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
+        for _ in range(self.epoch_length):
             batch = self.episode(self.counter)
             self.counter += 1
             yield batch
@@ -145,6 +152,19 @@ class ClassBalancedEpisodes(IterableDataset):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.counter = int(state["counter"])
+
+
+class EpisodeLoader(DataLoader):
+    """A DataLoader over :class:`ClassBalancedEpisodes` that Lightning recognises as resumable."""
+
+    def __init__(self, episodes: ClassBalancedEpisodes) -> None:
+        super().__init__(episodes, batch_size=None)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.dataset.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.dataset.load_state_dict(state)
 
 
 class RealDataModule(L.LightningDataModule):
@@ -217,7 +237,7 @@ class RealDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         if self.episode_per_class > 0:
-            return DataLoader(self.episodes(self.episode_per_class), batch_size=None)
+            return EpisodeLoader(self.episodes(self.episode_per_class))
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         return batch_loader(
             self._ds(self.train_images, self.train_labels), self.batch_size, True, self.seed + epoch

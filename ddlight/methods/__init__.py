@@ -1,5 +1,8 @@
 """Lightning stages: one module per method."""
 
 from ddlight.methods.baseline import BaselineTrainer
+from ddlight.methods.datadam import DataDAM
+from ddlight.methods.evaluator import SyntheticEvaluator
+from ddlight.methods.experts import ExpertBuffer, ExpertTrainer
 
-__all__ = ["BaselineTrainer"]
+__all__ = ["BaselineTrainer", "DataDAM", "SyntheticEvaluator", "ExpertBuffer", "ExpertTrainer"]

@@ -1,0 +1,213 @@
+"""DataDAM distillation speed and memory on this machine, against a reference-style loop run by the same
+command.
+
+For each (batch_real, precision) a fresh subprocess runs ``DataDAM`` through a Lightning Trainer on real
+MNIST (IPC 10, ConvNet-3 w128, real init) and reports the median seconds per iteration over ``--steps``
+iterations after ``--warmup``, and the process's peak RSS. The baseline is a re-implementation of the
+released DataDAM loop's structure (a Python loop over classes, a seeded DSA call per class for real and
+for synthetic images, forward hooks that clone every ReLU output, real forward with autograd
+bookkeeping, batch-norm ConvNet as released), run in its own subprocess with the same data and sizes;
+the printed ratio is baseline time / ddlight time.
+
+    python benchmarks/distill_speed.py                      # both batch sizes, fp32 and bf16-mixed
+    python benchmarks/distill_speed.py --batch-real 64 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data"
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def run_ddlight(batch_real: int, precision: str, steps: int, warmup: int, micro_batch: int) -> dict:
+    import lightning as L
+    import torch
+
+    from ddlight.data import MNISTDataModule
+    from ddlight.methods import DataDAM
+    from ddlight.models import ConvNet
+
+    class Timer(L.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_train_batch_start(self, *args) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, *args) -> None:
+            self.times.append(time.perf_counter() - self.t0)
+
+    torch.manual_seed(0)
+    dm = MNISTDataModule(data_dir=str(DATA), episode_per_class=batch_real)
+    model = DataDAM(
+        ConvNet(micro_batch=micro_batch),
+        ipc=10,
+        init="real",
+        batch_real=batch_real,
+        grid_every=0,
+        export_dir=str(ROOT / "artifacts" / "bench_distill"),
+    )
+    timer = Timer()
+    trainer = L.Trainer(
+        max_steps=warmup + steps,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        accelerator="cpu",
+    )
+    trainer.fit(model, dm)
+    return {"median_s": statistics.median(timer.times[warmup:]), "peak_rss_gb": peak_rss_gb()}
+
+
+def run_reference_style(batch_real: int, steps: int, warmup: int) -> dict:
+    """The released loop's structure, for comparison only (not used by ddlight)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ddlight.data import MNISTDataModule
+    from ddlight.data.base import normalize_uint8
+    from ddlight.models import ConvNet
+    from ddlight.ops.augment import DSA
+
+    torch.manual_seed(0)
+    dm = MNISTDataModule(data_dir=str(DATA))
+    dm.setup()
+    # The released script holds the whole training set as normalised float.
+    images_all = normalize_uint8(dm.train_images, dm.mean_t, dm.std_t)
+    labels_all = dm.train_labels
+    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(10)]
+    ipc = 10
+    image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
+    opt = torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
+    dsa = DSA("color_crop_cutout_scale_rotate")
+
+    def attention(f: torch.Tensor) -> torch.Tensor:
+        return F.normalize(f.abs().sum(1).view(f.shape[0], -1), p=2.0)
+
+    times = []
+    for it in range(warmup + steps):
+        t0 = time.perf_counter()
+        net = ConvNet(norm="batchnorm")
+        net.train()
+        for p in net.parameters():
+            p.requires_grad = False
+        acts: list[torch.Tensor] = []
+
+        def keep(m, i, o, acts=acts):
+            acts.append(o.clone())
+
+        hooks = [m.register_forward_hook(keep) for m in net.modules() if isinstance(m, torch.nn.ReLU)]
+        reals, syns = [], []
+        for c in range(10):
+            idx = indices_class[c][torch.randperm(len(indices_class[c]))[:batch_real]]
+            img_real = images_all[idx]
+            img_syn = image_syn[c * ipc : (c + 1) * ipc]
+            gen_seed = it * 100 + c
+            params = dsa.sample(1, torch.Generator().manual_seed(gen_seed))
+            reals.append(dsa.apply(img_real, params, torch.zeros(len(img_real), dtype=torch.long)))
+            syns.append(dsa.apply(img_syn, params, torch.zeros(ipc, dtype=torch.long)))
+        real_all, syn_all = torch.cat(reals), torch.cat(syns)
+        out_real = net.embed(real_all).detach()
+        real_acts, acts[:] = list(acts), []
+        out_syn = net.embed(syn_all)
+        syn_acts = list(acts)
+        for h in hooks:
+            h.remove()
+        loss = torch.tensor(0.0)
+        for layer in range(len(real_acts) - 1):
+            ra = attention(real_acts[layer].detach()).view(10, batch_real, -1).mean(1)
+            sa = attention(syn_acts[layer]).view(10, ipc, -1).mean(1)
+            loss = loss + 100 * ((ra - sa) ** 2).sum()
+        loss = (
+            loss
+            + 100
+            * 0.01
+            * ((out_real.view(10, batch_real, -1).mean(1) - out_syn.view(10, ipc, -1).mean(1)) ** 2).sum()
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times[warmup:]), "peak_rss_gb": peak_rss_gb()}
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.reference:
+        res = run_reference_style(args.batch_real[0], args.steps, args.warmup)
+    else:
+        res = run_ddlight(args.batch_real[0], args.precision[0], args.steps, args.warmup, args.micro_batch)
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def spawn(extra: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", *extra], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"benchmark worker failed:\n{out.stderr[-3000:]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-real", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--micro-batch", type=int, default=16, help="ConvNet micro_batch (0: whole batch)")
+    ap.add_argument("--no-reference", action="store_true", help="skip the reference-style baseline")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    common = [
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--micro-batch",
+        str(args.micro_batch),
+    ]
+    print(
+        f"DataDAM, MNIST IPC 10, ConvNet-3 w128; "
+        f"median of {args.steps} iterations after {args.warmup} warm-up"
+    )
+    print(f"{'batch_real':>10} {'impl':>24} {'s/iter':>8} {'peak RSS GB':>12} {'speed-up':>9}")
+    for b in args.batch_real:
+        ref = None
+        if not args.no_reference:
+            ref = spawn(["--reference", "--batch-real", str(b), *common])
+            print(
+                f"{b:>10} {'reference-style fp32':>24} {ref['median_s']:>8.3f} "
+                f"{ref['peak_rss_gb']:>12.2f} {'1.00x':>9}"
+            )
+        for p in args.precision:
+            res = spawn(["--batch-real", str(b), "--precision", p, *common])
+            ratio = f"{ref['median_s'] / res['median_s']:.2f}x" if ref else "-"
+            print(
+                f"{b:>10} {'ddlight ' + p:>24} {res['median_s']:>8.3f} "
+                f"{res['peak_rss_gb']:>12.2f} {ratio:>9}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

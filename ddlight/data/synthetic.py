@@ -1,0 +1,456 @@
+"""Synthetic (distilled) sets: one versioned, validated file format, and a data module that trains on it.
+
+A distilled set is the whole product of a distillation run and the only input of evaluation, so it is
+written atomically (a crash mid-save must not destroy the previous good set) and validated field by field
+on load (a silently wrong label layout or normalisation would corrupt every reported accuracy). Files are
+read with ``weights_only=True``, which is why only tensors and JSON-like values are ever stored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ddlight.data.base import RealDataModule, batch_loader, denormalize
+
+# Bump when the stored layout changes; load() refuses other versions rather than guessing.
+FORMAT_VERSION = 1
+
+REQUIRED_KEYS = (
+    "format_version",
+    "images",
+    "labels",
+    "mean",
+    "std",
+    "num_classes",
+    "method",
+    "dataset",
+    "ipc",
+)
+# Tolerance for comparing normalisation statistics: they round-trip through Python floats exactly, so
+# anything larger is a genuinely different normalisation.
+STATS_ATOL = 1e-6
+
+
+class SyntheticSetError(ValueError):
+    """A synthetic-set file (or object) is malformed or does not fit the data it is used with."""
+
+
+class SyntheticSetNotFoundError(SyntheticSetError, FileNotFoundError):
+    """Also a FileNotFoundError, so callers that only care about existence can catch that."""
+
+
+def _jsonable(obj: Any) -> Any:
+    """Reduce a config to JSON-like values so the file loads under ``weights_only=True`` and logs cleanly."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Enum):
+        return _jsonable(obj.value)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().tolist()
+    if callable(getattr(obj, "tolist", None)):  # numpy arrays and scalars
+        try:
+            return _jsonable(obj.tolist())
+        except Exception:  # anything odd falls back to its string form below
+            pass
+    return str(obj)
+
+
+def _storable(obj: Any) -> Any:
+    """Like ``_jsonable`` but keeps tensors (e.g. a learned per-step lr), detached and on CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().contiguous().clone()
+    if isinstance(obj, dict):
+        return {str(k): _storable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_storable(v) for v in obj]
+    return _jsonable(obj)
+
+
+@contextmanager
+def _atomic_target(path: Path, suffix: str) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; move it over ``path`` only if the body finished.
+
+    Same directory so that ``os.replace`` is a rename on one filesystem (atomic), never a copy.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fail(path: Path | str, key: str, expected: str, got: Any) -> SyntheticSetError:
+    return SyntheticSetError(f"synthetic set {path}: field '{key}': expected {expected}, got {got}")
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r}"[:200]
+
+
+def _check_int(d: dict, key: str, path: Path | str, minimum: int | None) -> int:
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
+        raise _fail(path, key, "an int" + ("" if minimum is None else f" >= {minimum}"), _describe(v))
+    return v
+
+
+def _check_stats(d: dict, key: str, path: Path | str, channels: int) -> tuple[float, ...]:
+    v = d[key]
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    if not isinstance(v, (list, tuple)) or not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) for s in v
+    ):
+        raise _fail(path, key, "a list of floats (one per channel)", _describe(v))
+    if len(v) != channels:
+        raise _fail(path, key, f"{channels} value(s), one per image channel", f"{len(v)}: {list(v)}")
+    if not all(math.isfinite(s) for s in v) or (key == "std" and not all(s > 0 for s in v)):
+        raise _fail(path, key, "finite values" + (" > 0" if key == "std" else ""), list(v))
+    return tuple(float(s) for s in v)
+
+
+def _validate(d: Any, path: Path | str) -> dict[str, Any]:
+    """Check a stored payload and return the constructor arguments of a SyntheticSet."""
+    if not isinstance(d, dict):
+        raise SyntheticSetError(
+            f"synthetic set {path}: expected a dict saved by SyntheticSet.save, got {type(d).__name__}"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+        raise SyntheticSetError(
+            f"synthetic set {path}: missing field(s) {missing}; found {sorted(map(str, d))}. "
+            "Was it written by SyntheticSet.save?"
+        )
+    version = d["format_version"]
+    if version != FORMAT_VERSION:
+        raise _fail(path, "format_version", f"{FORMAT_VERSION} (this ddlight's format)", _describe(version))
+
+    num_classes = _check_int(d, "num_classes", path, 1)
+    ipc = _check_int(d, "ipc", path, 1)
+    for key in ("method", "dataset"):
+        if not isinstance(d[key], str):
+            raise _fail(path, key, "a str", _describe(d[key]))
+
+    images = d["images"]
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise _fail(path, "images", "a 4-D float tensor (N, C, H, W)", _describe(images))
+    if images.shape[0] == 0:
+        raise _fail(path, "images", "at least one image", _describe(images))
+    if not bool(torch.isfinite(images).all()):
+        bad = int((~torch.isfinite(images)).sum())
+        raise _fail(path, "images", "finite values only", f"{bad} NaN/inf entries")
+    n, channels = images.shape[:2]
+
+    labels = d["labels"]
+    if not isinstance(labels, torch.Tensor):
+        raise _fail(path, "labels", "a tensor", _describe(labels))
+    if labels.dim() == 1 and not labels.is_floating_point() and not labels.is_complex():
+        if labels.dtype == torch.bool:
+            raise _fail(path, "labels", "int64 class indices, not bool", _describe(labels))
+        labels = labels.long()
+        soft = False
+    elif labels.dim() == 2 and labels.is_floating_point():
+        labels = labels.float()
+        soft = True
+    else:
+        raise _fail(
+            path,
+            "labels",
+            "int64 hard labels of shape (N,) or float soft labels of shape (N, K)",
+            _describe(labels),
+        )
+    if labels.shape[0] != n:
+        raise _fail(path, "labels", f"one label per image ({n})", f"{labels.shape[0]} labels")
+    if soft:
+        if labels.shape[1] != num_classes:
+            raise _fail(
+                path, "labels", f"soft labels with K = num_classes = {num_classes}", _describe(labels)
+            )
+        if not bool(torch.isfinite(labels).all()):
+            raise _fail(path, "labels", "finite soft labels", "NaN/inf entries")
+    else:
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise _fail(path, "labels", f"class indices in [0, {num_classes})", f"values in [{lo}, {hi}]")
+        if n != ipc * num_classes:
+            raise _fail(
+                path, "ipc", f"ipc * num_classes = {ipc} * {num_classes} = {ipc * num_classes} images", f"{n}"
+            )
+
+    mean = _check_stats(d, "mean", path, channels)
+    std = _check_stats(d, "std", path, channels)
+
+    out: dict[str, Any] = {
+        "images": images.float().contiguous(),
+        "labels": labels.contiguous(),
+        "mean": mean,
+        "std": std,
+        "num_classes": num_classes,
+        "method": d["method"],
+        "dataset": d["dataset"],
+        "ipc": ipc,
+    }
+    for key, default in (("iteration", 0), ("seed", 0)):
+        out[key] = _check_int(d, key, path, 0 if key == "iteration" else None) if key in d else default
+    for key in ("config", "extra"):
+        v = d.get(key, {})
+        if not isinstance(v, dict):
+            raise _fail(path, key, "a dict", _describe(v))
+        out[key] = v
+    return out
+
+
+@dataclass(eq=False)  # tensor fields make field-wise == ambiguous; compare fields explicitly instead
+class SyntheticSet:
+    """A distilled set plus everything needed to evaluate, display and reproduce it."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    method: str
+    dataset: str
+    ipc: int
+    iteration: int = 0
+    seed: int = 0
+    config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_soft(self) -> bool:
+        return self.labels.dim() == 2
+
+    @property
+    def hard_labels(self) -> torch.Tensor:
+        return self.labels.argmax(dim=1) if self.is_soft else self.labels
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (int(self.images.shape[2]), int(self.images.shape[3]))
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def to_payload(self) -> dict[str, Any]:
+        """The dict that is stored: tensors on CPU, tuples as lists, config reduced to JSON-like values."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "images": self.images.detach().cpu().float().contiguous(),
+            "labels": self.labels.detach().cpu().contiguous(),
+            "mean": [float(m) for m in self.mean],
+            "std": [float(s) for s in self.std],
+            "num_classes": int(self.num_classes),
+            "method": str(self.method),
+            "dataset": str(self.dataset),
+            "ipc": int(self.ipc),
+            "iteration": int(self.iteration),
+            "seed": int(self.seed),
+            "config": _jsonable(dict(self.config)),
+            "extra": _storable(dict(self.extra)),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Validate, then write atomically; refusing here beats discovering an unloadable set at eval time."""
+        path = Path(path)
+        payload = self.to_payload()
+        _validate(payload, path)
+        with _atomic_target(path, ".tmp") as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SyntheticSet:
+        path = Path(path)
+        if not path.is_file():
+            raise SyntheticSetNotFoundError(f"synthetic set file not found: {path.resolve()}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # zip/pickle/EOF errors differ by torch version; all mean "not our file"
+            raise SyntheticSetError(
+                f"synthetic set {path}: not a readable torch file written by SyntheticSet.save "
+                f"(truncated, corrupt, or holding objects other than tensors and JSON-like values); "
+                f"{type(err).__name__}, see the chained exception"
+            ) from err
+        return cls(**_validate(payload, path))
+
+    def grid_tensor(self, max_per_class: int = 20) -> torch.Tensor:
+        """(3, H, W) image in [0, 1]: one row per class, so per-class quality can be judged at a glance."""
+        from torchvision.utils import make_grid
+
+        cols = max(1, min(self.ipc, max_per_class))
+        images = denormalize(self.images.detach().cpu().float(), self.mean_t, self.std_t)
+        hard = self.hard_labels.detach().cpu()
+        # Soft labels may put more or fewer than ipc images in a class; blank tiles keep rows aligned.
+        tiles = images.new_zeros((self.num_classes * cols, *images.shape[1:]))
+        for c in range(self.num_classes):
+            idx = torch.nonzero(hard == c).flatten()[:cols]
+            tiles[c * cols : c * cols + len(idx)] = images[idx]
+        grid = make_grid(tiles, nrow=cols, padding=2)
+        return grid if grid.shape[0] == 3 else grid[:1].expand(3, -1, -1).contiguous()
+
+    def save_grid(self, path: str | os.PathLike, nrow: int | None = None) -> Path:
+        """Write the class-per-row grid as PNG; ``nrow`` caps images per class (default min(ipc, 20))."""
+        from torchvision.utils import save_image
+
+        path = Path(path)
+        grid = self.grid_tensor(max_per_class=20 if nrow is None else nrow)
+        with _atomic_target(path, ".tmp.png") as tmp:
+            save_image(grid, tmp, format="png")
+        return path
+
+    @property
+    def mean_t(self) -> torch.Tensor:
+        return torch.tensor(self.mean, dtype=torch.float32)
+
+    @property
+    def std_t(self) -> torch.Tensor:
+        return torch.tensor(self.std, dtype=torch.float32)
+
+
+class FloatTensorBatchDataset(Dataset):
+    """Whole-batch indexing over already-normalised float tensors (the synthetic counterpart of
+    ``TensorBatchDataset``), so a minibatch is one tensor gather rather than per-sample Python."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return self.images[idx], self.labels[idx]
+
+
+class SyntheticDataModule(L.LightningDataModule):
+    """Trains on a saved synthetic set and evaluates on the real data it was distilled from.
+
+    The set is checked against ``real`` up front because a set distilled from another dataset or with
+    other normalisation would still train, and only produce quietly meaningless accuracies.
+    """
+
+    def __init__(self, path: str, real: RealDataModule, batch_size: int = 256, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.path = path
+        self.real = real
+        self.batch_size = batch_size
+        self.seed = seed
+        self._synthetic: SyntheticSet | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._synthetic is not None:
+            return
+        syn = SyntheticSet.load(self.path)
+        self.real.setup()
+        self._check_matches(syn)
+        self._synthetic = syn
+
+    def _check_matches(self, syn: SyntheticSet) -> None:
+        real = self.real
+        name = type(real).__name__
+
+        def mismatch(key: str, have: Any, want: Any) -> SyntheticSetError:
+            return SyntheticSetError(
+                f"synthetic set {self.path}: field '{key}' is {have} but the real data module {name} has "
+                f"{want}; the set was distilled from other data or normalisation (dataset={syn.dataset!r})"
+            )
+
+        checks: list[tuple[str, Any, Any, Callable[[Any, Any], bool]]] = [
+            ("num_classes", syn.num_classes, real.num_classes, lambda a, b: a == b),
+            ("channels", syn.channels, real.channels, lambda a, b: a == b),
+            ("image_size", syn.image_size, tuple(real.image_size), lambda a, b: tuple(a) == tuple(b)),
+            ("mean", syn.mean, tuple(real.mean), _close),
+            ("std", syn.std, tuple(real.std), _close),
+        ]
+        for key, have, want, ok in checks:
+            if not ok(have, want):
+                raise mismatch(key, have, want)
+
+    @property
+    def synthetic(self) -> SyntheticSet:
+        self.setup()
+        assert self._synthetic is not None
+        return self._synthetic
+
+    def train_dataloader(self) -> DataLoader:
+        syn = self.synthetic
+        # Offset by epoch so that a dataloader rebuilt on resume does not replay epoch 0's order.
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        ds = FloatTensorBatchDataset(syn.images, syn.labels)
+        return batch_loader(ds, self.batch_size, shuffle=True, seed=self.seed + epoch)  # type: ignore[arg-type]
+
+    def val_dataloader(self) -> DataLoader:
+        self.real.setup()
+        return self.real.val_dataloader()
+
+    def test_dataloader(self) -> DataLoader:
+        self.real.setup()
+        return self.real.test_dataloader()
+
+    @property
+    def num_classes(self) -> int:
+        return self.real.num_classes
+
+    @property
+    def channels(self) -> int:
+        return self.real.channels
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.real.image_size
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.real.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.real.std
+
+    @property
+    def mean_t(self) -> torch.Tensor:
+        return self.real.mean_t
+
+    @property
+    def std_t(self) -> torch.Tensor:
+        return self.real.std_t
+
+
+def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= STATS_ATOL for x, y in zip(a, b, strict=True))

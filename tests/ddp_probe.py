@@ -1,0 +1,30 @@
+"""A callback the DDP test injects by class_path: each rank dumps what it saw."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+class RecordRanks(L.Callback):
+    def __init__(self, out_dir: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.batches: list[torch.Tensor] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append(batch[0][:4].clone())
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "images": pl_module.images.detach().clone(),
+                "batches": torch.stack(self.batches),
+                "world_size": trainer.world_size,
+                "pid": os.getpid(),
+            },
+            self.out_dir / f"rank{trainer.global_rank}.pt",
+        )

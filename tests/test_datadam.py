@@ -1,0 +1,279 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from ddlight.cli import DDLightCLI
+from ddlight.data import MNISTDataModule, SyntheticSet
+from ddlight.methods import DataDAM
+from ddlight.models import ConvNet
+from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def test_spatial_attention_by_hand():
+    f = torch.tensor([[[[1.0, -2.0], [0.0, 1.0]], [[1.0, 0.0], [-1.0, 1.0]]]])  # (1, 2, 2, 2)
+    a1 = spatial_attention(f, power=1)
+    raw1 = torch.tensor([2.0, 2.0, 1.0, 2.0])
+    torch.testing.assert_close(a1, (raw1 / raw1.norm()).view(1, 4))
+    a4 = spatial_attention(f, power=4)
+    raw4 = torch.tensor([2.0, 16.0, 1.0, 2.0])
+    torch.testing.assert_close(a4, (raw4 / raw4.norm()).view(1, 4))
+
+
+def test_class_mean_loss_by_hand():
+    real = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 4.0]])  # classes 0,0,1,1
+    syn = torch.tensor([[1.0, 1.0], [0.0, 0.0]])  # one per class
+    means = class_means(real, 2)
+    torch.testing.assert_close(means, torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+    # class 0: (2-1)^2 + (0-1)^2 = 2 ; class 1: 0 + 9 = 9
+    assert float(mean_matching_loss(means, syn, 2)) == pytest.approx(11.0)
+
+
+def small_model(**kw) -> DataDAM:
+    args = dict(ipc=2, batch_real=8, steps_per_network=100, grid_every=0, dsa_strategy="none")
+    args.update(kw)
+    return DataDAM(ConvNet(width=16, micro_batch=0), **args)
+
+
+def test_loss_decreases_on_real_mnist(mnist_root, tmp_path):
+    dm = MNISTDataModule(data_dir=str(mnist_root), episode_per_class=8)
+    model = small_model(lr_img=100.0, export_dir=str(tmp_path))
+    trainer = L.Trainer(
+        max_steps=15,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    seen, first_net = [], {}
+
+    class Track(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(float(outputs["loss"] if isinstance(outputs, dict) else outputs))
+            if not first_net:
+                first_net.update({k: v.clone() for k, v in pl_module.net.state_dict().items()})
+
+    trainer.callbacks.append(Track())
+    trainer.fit(model, dm)
+    assert len(seen) == 15
+    assert sum(seen[-3:]) / 3 < 0.8 * sum(seen[:3]) / 3, seen
+    # one network for all 15 steps (steps_per_network=100): its weights never trained
+    assert all(torch.equal(first_net[k], v) for k, v in model.net.state_dict().items())
+    # the set exported itself and loads back
+    syn = SyntheticSet.load(tmp_path / "synthetic.pt")
+    assert syn.method == "datadam" and syn.ipc == 2 and syn.iteration == 15
+    assert torch.equal(syn.labels, torch.arange(10).repeat_interleave(2))
+    assert (tmp_path / "grid.png").exists()
+
+
+def test_images_move_labels_fixed_and_new_network_each_block(tmp_path):
+    dm = MNISTDataModule(source="bundled", episode_per_class=8)
+    model = small_model(steps_per_network=1, lr_img=1.0, export_dir=str(tmp_path))
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    nets = []
+
+    class Track(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            nets.append(pl_module.net.blocks[0][0].weight.detach().clone())
+
+    trainer.callbacks.append(Track())
+    trainer.fit(model, dm)
+    init = model.initial_images(dm)
+    assert not torch.allclose(model.images.detach(), init)
+    assert torch.equal(model.labels, torch.arange(10).repeat_interleave(2))
+    assert not torch.equal(nets[0], nets[1]) and not torch.equal(nets[1], nets[2])
+
+
+def test_real_noise_and_kcenter_init():
+    dm = MNISTDataModule(source="bundled")
+    dm.setup()
+    labels2 = torch.arange(10).repeat_interleave(2)
+    imgs = small_model(init="real").initial_images(dm)
+    assert imgs.shape == (20, 1, 28, 28)
+    flat_train = (dm.train_images.float() / 255 - 0.1307) / 0.3081
+    # every initial image is one of the real training images of its class
+    d = torch.cdist(imgs.flatten(1), flat_train.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+    nearest = d.argmin(1)
+    assert torch.allclose(d.min(1).values, torch.zeros(20), atol=1e-3)
+    assert torch.equal(dm.train_labels[nearest], labels2)
+    n = small_model(init="noise").initial_images(dm)
+    assert abs(float(n.mean())) < 0.1 and abs(float(n.std()) - 1) < 0.1
+    k = small_model(init="kcenter", ipc=3).initial_images(dm)
+    d = torch.cdist(k.flatten(1), flat_train.flatten(1), compute_mode="donot_use_mm_for_euclid_dist")
+    assert torch.allclose(d.min(1).values, torch.zeros(30), atol=1e-3)
+    assert torch.equal(dm.train_labels[d.argmin(1)], torch.arange(10).repeat_interleave(3))
+    assert len(set(d.argmin(1).tolist())) == 30
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="init must be one of"):
+        DataDAM(ConvNet(), init="zeros")
+    with pytest.raises(TypeError, match="forward_blocks"):
+        from ddlight.models import MLP
+
+        DataDAM(MLP())
+
+
+def test_resume_reaches_the_same_images(tmp_path):
+    def cli(*extra):
+        return DDLightCLI(
+            args=[
+                "fit",
+                "--config",
+                str(CONFIGS / "datadam_mnist.yaml"),
+                "--data.init_args.source",
+                "bundled",
+                "--data.init_args.episode_per_class",
+                "8",
+                "--model.init_args.batch_real",
+                "8",
+                "--model.init_args.ipc",
+                "2",
+                "--model.init_args.net.init_args.width",
+                "16",
+                "--model.init_args.steps_per_network",
+                "2",
+                "--model.init_args.grid_every",
+                "0",
+                "--trainer.logger",
+                "false",
+                "--trainer.enable_progress_bar",
+                "false",
+                *extra,
+            ],
+        )
+
+    full = cli(
+        "--trainer.max_steps",
+        "6",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--model.init_args.export_dir",
+        str(tmp_path / "full"),
+    )
+    ckdir = tmp_path / "ck"
+    cli(
+        "--trainer.max_steps",
+        "3",
+        "--model.init_args.export_dir",
+        str(tmp_path / "part"),
+        "--trainer.callbacks+=ModelCheckpoint",
+        f"--trainer.callbacks.dirpath={ckdir}",
+        "--trainer.callbacks.every_n_train_steps=3",
+        "--trainer.callbacks.save_top_k=-1",
+    )
+    ckpt = sorted(ckdir.glob("*.ckpt"))[-1]
+    resumed = cli(
+        "--trainer.max_steps",
+        "6",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--model.init_args.export_dir",
+        str(tmp_path / "resumed"),
+        "--ckpt_path",
+        str(ckpt),
+    )
+    assert resumed.trainer.global_step == 6
+    torch.testing.assert_close(resumed.model.images.detach(), full.model.images.detach(), rtol=0, atol=1e-6)
+
+
+def test_mhist_config_fast_dev_run(tmp_path):
+    from mhist_fixture import make_mhist_fixture
+
+    root = make_mhist_fixture(tmp_path / "mhist", n_train=8, n_test=4, size=128)
+    cli = DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(CONFIGS / "datadam_mhist.yaml"),
+            "--data.init_args.data_dir",
+            str(root),
+            "--data.init_args.image_size",
+            "128",
+            "--data.init_args.episode_per_class",
+            "2",
+            "--model.init_args.batch_real",
+            "2",
+            "--model.init_args.ipc",
+            "2",
+            "--model.init_args.net.init_args.im_size",
+            "128",
+            "--model.init_args.export_dir",
+            str(tmp_path / "out"),
+            "--trainer.fast_dev_run",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+    )
+    assert cli.trainer.global_step == 1
+    assert cli.model.images.shape == (4, 3, 128, 128)
+    # flip stays on for histology (no canonical orientation); it is dropped only for digits
+    assert "flip" in cli.model.dsa.ops
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
+def test_ddp_two_ranks_keep_identical_images(tmp_path):
+    env = dict(
+        os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ddlight",
+            "fit",
+            "--config",
+            str(CONFIGS / "datadam_mnist.yaml"),
+            "--data.init_args.source",
+            "bundled",
+            "--data.init_args.episode_per_class",
+            "4",
+            "--model.init_args.batch_real",
+            "4",
+            "--model.init_args.ipc",
+            "1",
+            "--model.init_args.net.init_args.width",
+            "8",
+            "--model.init_args.lr_img",
+            "10",
+            "--model.init_args.grid_every",
+            "0",
+            "--model.init_args.export_dir",
+            str(tmp_path / "out"),
+            "--trainer.max_steps",
+            "4",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.callbacks+=ddp_probe.RecordRanks",
+            f"--trainer.callbacks.out_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert r0["world_size"] == 2 and r0["pid"] != r1["pid"]
+    assert torch.equal(r0["images"], r1["images"])
+    assert not torch.equal(r0["batches"], r1["batches"])
+    assert (tmp_path / "out" / "synthetic.pt").exists()

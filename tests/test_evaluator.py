@@ -1,0 +1,133 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddlight.cli import DDLightCLI
+from ddlight.data import MNISTDataModule, SyntheticSet
+from ddlight.methods.evaluator import SyntheticEvaluator, accuracy, lr_factor, soft_or_hard_ce
+from ddlight.models import MLP, ConvNet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_lr_schedules():
+    assert lr_factor("step", 0, 300) == 1.0 and lr_factor("step", 149, 300) == 1.0
+    assert lr_factor("step", 150, 300) == pytest.approx(0.1)
+    assert lr_factor("cosine", 0, 50) == 1.0
+    assert lr_factor("cosine", 25, 50) == pytest.approx(0.5)
+    assert lr_factor("none", 40, 50) == 1.0
+
+
+def test_soft_labels_reduce_to_hard_labels():
+    logits = torch.randn(6, 4)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    sharp = torch.nn.functional.one_hot(y, 4).float() * 1e4
+    torch.testing.assert_close(soft_or_hard_ce(logits, sharp), soft_or_hard_ce(logits, y))
+
+
+def bundled_set(ipc: int = 2) -> tuple[SyntheticSet, MNISTDataModule]:
+    dm = MNISTDataModule(source="bundled")
+    dm.setup()
+    idx = torch.cat([torch.nonzero(dm.train_labels == c).flatten()[:ipc] for c in range(10)])
+    images = (dm.train_images[idx].float() / 255 - 0.1307) / 0.3081
+    syn = SyntheticSet(
+        images=images,
+        labels=dm.train_labels[idx],
+        mean=dm.mean,
+        std=dm.std,
+        num_classes=10,
+        method="real",
+        dataset="mnist",
+        ipc=ipc,
+    )
+    return syn, dm
+
+
+def test_fit_plain_trains_every_run_and_reports(tmp_path):
+    syn, dm = bundled_set()
+    ev = SyntheticEvaluator(ConvNet(width=16), num_runs=3, epochs=4, results_path=str(tmp_path / "r.json"))
+    init = [[p.detach().clone() for p in n.parameters()] for n in ev.nets]
+    # runs start from different initialisations
+    assert not torch.equal(init[0][0], init[1][0])
+    res = ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist")
+    for before, net in zip(init, ev.nets, strict=True):
+        assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+    # the template itself is never trained
+    assert len(res["accuracies"]) == 3 and 0.0 <= res["mean"] <= 1.0
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["accuracies"] == res["accuracies"]
+    assert saved["mean"] == pytest.approx(sum(res["accuracies"]) / 3)
+    # accuracy() is the plain fraction correct on the real test set
+    again = accuracy(ev.nets, dm.test_dataloader())
+    assert [float(a) for a in again] == res["accuracies"]
+
+
+def test_training_on_real_digits_beats_chance(tmp_path):
+    syn, dm = bundled_set(ipc=10)
+    ev = SyntheticEvaluator(ConvNet(width=32), num_runs=1, epochs=30, dsa=False)
+    res = ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist", batch_size=100)
+    assert res["mean"] > 0.5
+
+
+def test_cli_fit_writes_results(tmp_path):
+    syn, _ = bundled_set()
+    path = syn.save(tmp_path / "synthetic.pt")
+    DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "evaluate_mnist.yaml"),
+            "--data.init_args.path",
+            str(path),
+            "--data.init_args.real.init_args.source",
+            "bundled",
+            "--model.init_args.net",
+            "ddlight.models.MLP",
+            "--model.init_args.net.init_args.num_classes",
+            "10",
+            "--model.init_args.epochs",
+            "2",
+            "--trainer.max_epochs",
+            "2",
+            "--model.init_args.num_runs",
+            "2",
+            "--model.init_args.results_path",
+            str(tmp_path / "res.json"),
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+    )
+    res = json.loads((tmp_path / "res.json").read_text())
+    assert res["architecture"] == "MLP" and len(res["accuracies"]) == 2
+
+
+def test_epoch_mismatch_is_an_error(tmp_path):
+    syn, _ = bundled_set()
+    path = syn.save(tmp_path / "synthetic.pt")
+    with pytest.raises(ValueError, match="max_epochs=3"):
+        DDLightCLI(
+            args=[
+                "fit",
+                "--config",
+                str(ROOT / "configs" / "evaluate_mnist.yaml"),
+                "--data.init_args.path",
+                str(path),
+                "--data.init_args.real.init_args.source",
+                "bundled",
+                "--model.init_args.epochs",
+                "2",
+                "--trainer.max_epochs",
+                "3",
+                "--trainer.logger",
+                "false",
+            ],
+        )
+
+
+def test_bad_schedule():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        SyntheticEvaluator(MLP(), schedule="linear")
