@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import lightning as L
@@ -42,4 +41,4 @@ class DDLightCLI(LightningCLI):
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    DDLightCLI(args=list(sys.argv[1:]) if args is None else list(args))
+    DDLightCLI(args=None if args is None else list(args))

@@ -19,6 +19,9 @@ def mnist_root() -> Path:
 @pytest.fixture(autouse=True)
 def _threads():
     # Two-core CI machine: keep torch from oversubscribing when pytest runs many small ops.
+    import os
+
     import torch
 
-    torch.set_num_threads(2)
+    # DDLIGHT_TEST_THREADS=1 lets tests run beside a benchmark without fighting it for both cores.
+    torch.set_num_threads(int(os.environ.get("DDLIGHT_TEST_THREADS", "2")))

@@ -277,3 +277,56 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
     assert torch.equal(r0["images"], r1["images"])
     assert not torch.equal(r0["batches"], r1["batches"])
     assert (tmp_path / "out" / "synthetic.pt").exists()
+
+
+def test_bf16_mixed_precision_on_cpu(tmp_path):
+    cli = DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(CONFIGS / "datadam_mnist.yaml"),
+            "--data.init_args.source",
+            "bundled",
+            "--data.init_args.episode_per_class",
+            "4",
+            "--model.init_args.batch_real",
+            "4",
+            "--model.init_args.ipc",
+            "1",
+            "--model.init_args.net.init_args.width",
+            "8",
+            "--model.init_args.export_dir",
+            str(tmp_path),
+            "--trainer.precision",
+            "bf16-mixed",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+    )
+    assert cli.trainer.precision == "bf16-mixed"
+    # the learnable set stays fp32 (autocast only lowers the network's compute)
+    assert cli.model.images.dtype == torch.float32 and torch.isfinite(cli.model.images).all()
+    assert SyntheticSet.load(tmp_path / "synthetic.pt").iteration == 2
+
+
+def test_evaluate_callback_logs_accuracy(tmp_path):
+    from ddlight.methods.evaluator import EvaluateSyntheticCallback
+
+    dm = MNISTDataModule(source="bundled", episode_per_class=4)
+    cb = EvaluateSyntheticCallback(
+        ConvNet(width=8), every_n_steps=2, num_runs=1, epochs=2, results_path=str(tmp_path / "evals.json")
+    )
+    model = small_model(batch_real=4, export_dir=str(tmp_path))
+    L.Trainer(
+        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[cb]
+    ).fit(model, dm)
+    assert [h["step"] for h in cb.history] == [2, 3]
+    import json
+
+    assert len(json.loads((tmp_path / "evals.json").read_text())) == 2

@@ -18,14 +18,15 @@ from ddlight.data.base import RealDataModule
 from ddlight.methods.experts import (
     ExpertBuffer,
     ExpertTrainer,
+    Stream,
     el2n,
     el2n_scores,
     expert_filename,
     fiex_schedule,
     flatten_parameters,
-    reinitialize_,
 )
 from ddlight.models import ConvNet
+from ddlight.models.init import mix_seed, reinitialize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,18 +116,20 @@ def test_buffer_round_trip(trained):
     assert buf.param_names == [n for n, _ in net.named_parameters()]
     assert buf.param_shapes == [tuple(p.shape) for p in net.parameters()]
     assert man["dataset"]["num_train"] == 160 and man["recipe"]["lr"] == 0.01
+    assert man["recipe"]["seeding"] == "mix_seed"
 
     traj = buf.load_expert(0)
     assert traj.dtype == torch.float32 and traj.shape == (4, sum(p.numel() for p in net.parameters()))
     # Row 0 is the seeded initialisation, reproducible without the run.
-    from ddlight.methods.experts import derive_seed
-
-    init = flatten_parameters(reinitialize_(tiny_net(), derive_seed(0, "expert-init", 0)))
+    init = flatten_parameters(reinitialize(tiny_net(), mix_seed(0, Stream.EXPERT_INIT, 0)))
     assert torch.equal(traj[0], init)
     assert not torch.equal(traj[-1], traj[0])
     assert not torch.equal(buf.load_expert(1)[0], traj[0])  # experts start from different points
     # The last row is the network the module ended with (expert 1 was trained last).
     assert torch.equal(buf.load_expert(1)[-1], flatten_parameters(module.net))
+
+    mapped = buf.load_expert(0, mmap=True)  # what the PAD distiller reads: same values, pages on demand
+    assert torch.equal(mapped[1], traj[1])
 
     params = buf.unflatten(traj[-1])
     net.load_state_dict(params)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ddlight.data.base import RealDataModule, batch_loader, denormalize
+from ddlight.data.io import atomic_path, atomic_torch_save
 
 # Bump when the stored layout changes; load() refuses other versions rather than guessing.
 FORMAT_VERSION = 1
@@ -82,24 +81,6 @@ def _storable(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_storable(v) for v in obj]
     return _jsonable(obj)
-
-
-@contextmanager
-def _atomic_target(path: Path, suffix: str) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; move it over ``path`` only if the body finished.
-
-    Same directory so that ``os.replace`` is a rename on one filesystem (atomic), never a copy.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fail(path: Path | str, key: str, expected: str, got: Any) -> SyntheticSetError:
@@ -284,12 +265,7 @@ class SyntheticSet:
         path = Path(path)
         payload = self.to_payload()
         _validate(payload, path)
-        with _atomic_target(path, ".tmp") as tmp:
-            with open(tmp, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-        return path
+        return atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SyntheticSet:
@@ -327,7 +303,7 @@ class SyntheticSet:
 
         path = Path(path)
         grid = self.grid_tensor(max_per_class=20 if nrow is None else nrow)
-        with _atomic_target(path, ".tmp.png") as tmp:
+        with atomic_path(path, ".tmp.png") as tmp:
             save_image(grid, tmp, format="png")
         return path
 

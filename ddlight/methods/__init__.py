@@ -4,5 +4,6 @@ from ddlight.methods.baseline import BaselineTrainer
 from ddlight.methods.datadam import DataDAM
 from ddlight.methods.evaluator import SyntheticEvaluator
 from ddlight.methods.experts import ExpertBuffer, ExpertTrainer
+from ddlight.methods.pad import PAD
 
-__all__ = ["BaselineTrainer", "DataDAM", "SyntheticEvaluator", "ExpertBuffer", "ExpertTrainer"]
+__all__ = ["BaselineTrainer", "DataDAM", "SyntheticEvaluator", "ExpertBuffer", "ExpertTrainer", "PAD"]

@@ -19,6 +19,8 @@ network norm                  instance norm          batch norm (their ``get_net
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 
@@ -141,13 +143,16 @@ class DataDAM(Distiller):
                 f"({expected} images); got {real.shape[0]}. Set data.init_args.episode_per_class to "
                 f"{self.hparams.batch_real}."
             )
+        t0 = time.perf_counter()
         self._fresh_network()
         opt = self.optimizers()
         out = self.losses(real, real_labels)
         opt.zero_grad(set_to_none=True)
         self.manual_backward(out["loss"])
         opt.step()
+        self.distill_seconds += time.perf_counter() - t0
         self.log_dict({f"distill/{k}": v.detach() for k, v in out.items()}, prog_bar=False)
+        self.log("time/distill_seconds", self.distill_seconds)
         self.log("distill/loss_bar", out["loss"].detach(), prog_bar=True, logger=False)
         self.maybe_log_grid()
         return out["loss"].detach()

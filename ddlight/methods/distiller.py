@@ -50,6 +50,9 @@ class Distiller(L.LightningModule):
         self.std: tuple[float, ...] = ()
         self.num_classes = 0
         self.dataset_name = ""
+        # Seconds spent inside training steps: the distillation cost, without evaluation callbacks,
+        # checkpointing or logging. Kept across resumes.
+        self.distill_seconds = 0.0
 
     # ----------------------------------------------------------------------------------------- set up
     def setup(self, stage: str) -> None:
@@ -130,6 +133,7 @@ class Distiller(L.LightningModule):
         self.mean, self.std = tuple(extra.get("mean", ())), tuple(extra.get("std", ()))
         self.num_classes = extra.get("num_classes", self.num_classes)
         self.dataset_name = extra.get("dataset", self.dataset_name)
+        self.distill_seconds = float(extra.get("distill_seconds", 0.0))
 
     # ---------------------------------------------------------------------------------------- export
     def synthetic_set(self):
@@ -154,7 +158,7 @@ class Distiller(L.LightningModule):
         return self.labels.detach().cpu().clone()
 
     def export_extra(self) -> dict[str, Any]:
-        return {}
+        return {"distill_seconds": self.distill_seconds}
 
     def export_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"model": _jsonable(dict(self.hparams))}
@@ -184,9 +188,15 @@ class Distiller(L.LightningModule):
             "std": list(self.std),
             "num_classes": self.num_classes,
             "dataset": self.dataset_name,
+            "distill_seconds": self.distill_seconds,
         }
         if self.images is not None and self._trainer is not None and self.trainer.state.fn == "fit":
             self.export()
+
+    def on_train_end(self) -> None:
+        rank_zero_info(
+            f"[ddlight] distillation compute: {self.distill_seconds:.1f} s in {self.global_step} steps"
+        )
 
     def on_fit_end(self) -> None:
         # on_fit_end (not on_train_end) so that a max_steps=0 run still exports its initial set: that is

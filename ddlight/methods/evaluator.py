@@ -14,9 +14,7 @@ weight decay 5e-4, lr x0.1 at half of the epochs; 300 or 1000 epochs); ``cosine`
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from ddlight.data.io import atomic_json_dump
 from ddlight.methods.baseline import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
@@ -232,8 +231,69 @@ class SyntheticEvaluator(L.LightningModule):
 
 
 def write_json_atomic(path: Path, obj: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
-    return path
+    # Results keep their insertion order (mean, std, runs, ...) for people reading the file.
+    return atomic_json_dump(obj, path, sort_keys=False)
+
+
+class EvaluateSyntheticCallback(L.Callback):
+    """Evaluates the distiller's current set every ``every_n_steps`` steps (and at the end of fit).
+
+    Trains ``num_runs`` fresh copies of ``net`` for ``epochs`` with the evaluator's recipe on rank 0
+    (no nested Trainer: a plain loop, see ``SyntheticEvaluator.fit_plain``), tests on the data module's
+    test set, and logs ``eval/test_acc_mean`` / ``_std`` at the distiller's step. Off in the study's
+    configs (it costs CPU time the study did not spend), on in ``configs/datadam_mnist_best.yaml``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        every_n_steps: int = 500,
+        num_runs: int = 2,
+        epochs: int = 300,
+        lr: float = 0.01,
+        schedule: str = "step",
+        batch_size: int = 256,
+        results_path: str | None = None,
+    ) -> None:
+        self.net = net
+        self.every_n_steps = every_n_steps
+        self.kwargs = dict(num_runs=num_runs, epochs=epochs, lr=lr, schedule=schedule)
+        self.batch_size = batch_size
+        self.results_path = results_path
+        self.history: list[dict[str, Any]] = []
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_rank != 0:
+            return
+        syn = pl_module.synthetic_set()
+        ev = SyntheticEvaluator(copy.deepcopy(self.net), seed=int(trainer.global_step), **self.kwargs)
+        with torch.inference_mode(False), torch.enable_grad():
+            res = ev.fit_plain(
+                syn.images.to(pl_module.device),
+                syn.labels.to(pl_module.device),
+                trainer.datamodule.test_dataloader(),
+                syn.dataset,
+                batch_size=self.batch_size,
+            )
+        res["step"] = int(trainer.global_step)
+        self.history.append(res)
+        rank_zero_info(
+            f"[ddlight] step {res['step']}: synthetic set -> {res['architecture']} test accuracy "
+            f"{100 * res['mean']:.2f} +- {100 * res['std']:.2f} %"
+        )
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(
+                {"eval/test_acc_mean": res["mean"], "eval/test_acc_std": res["std"]}, res["step"]
+            )
+        # Default: beside the distiller's synthetic.pt, so the history travels with the set it describes.
+        path = Path(self.results_path) if self.results_path else getattr(pl_module, "export_path", None)
+        if path is not None:
+            write_json_atomic(path if self.results_path else path / "evals.json", self.history)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.history or self.history[-1]["step"] != trainer.global_step:
+            self._evaluate(trainer, pl_module)

@@ -31,9 +31,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ddlight.data.base import TensorBatchDataset, normalize_uint8
+from ddlight.data.io import atomic_json_dump, atomic_torch_save
 from ddlight.methods.baseline import check_num_classes
+from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 
 FORMAT_VERSION = 1
@@ -68,34 +70,25 @@ def expert_filename(index: int) -> str:
     return f"expert_{index:03d}.pt"
 
 
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed from any tuple of names and numbers.
+class Stream(IntEnum):
+    """Tags of the buffer's random streams, mixed with the run seed and indices by ``mix_seed``.
 
-    Every random stream (an expert's initialisation, its batch order, its augmentation) gets its own
-    seed derived from the run seed and the expert index, so expert ``i`` is the same whether it is
-    trained first, after a restart, or alone.
+    Every stream (an expert's initialisation, its batch order, its augmentation) has its own seed derived
+    from the run seed and the expert index, so expert ``i`` is the same whether it is trained first, after
+    a restart, or alone. The values are part of the buffer's reproducibility: never renumber them.
     """
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+    EXPERT_INIT = 101
+    BATCHES = 102
+    DSA = 103
+    EL2N_INIT = 111
+    EL2N_BATCHES = 112
+    EL2N_DSA = 113
 
 
 def flatten_parameters(net: nn.Module) -> torch.Tensor:
     """All parameters (not buffers) in ``named_parameters`` order as one float32 CPU vector."""
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).to("cpu", torch.float32)
-
-
-def reinitialize_(net: nn.Module, seed: int) -> nn.Module:
-    """Re-draw every sub-module's parameters in place from ``seed``, leaving the global RNG untouched.
-
-    In place because the optimizer keeps references to these tensors.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in net.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if module is not net and callable(reset):
-                reset()
-    return net
 
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
@@ -241,31 +234,6 @@ def shuffled_loader(ds: TensorBatchDataset, indices: torch.Tensor, batch_size: i
 # ---------------------------------------------------------------------------------------------- I/O
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same directory, then rename: a crash leaves the old file
-    or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    _atomic_write(Path(path), lambda fh: torch.save(obj, fh))
-
-
-def atomic_json_dump(obj: Any, path: str | Path) -> None:
-    _atomic_write(
-        Path(path), lambda fh: fh.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-    )
-
-
 class ExpertBuffer:
     """Read side of an expert buffer directory (what the PAD distiller consumes).
 
@@ -298,10 +266,17 @@ class ExpertBuffer:
     def num_completed(self) -> int:
         return len(self.manifest["completed"])
 
-    def load_expert(self, index: int) -> torch.Tensor:
+    def load_expert(self, index: int, mmap: bool = False) -> torch.Tensor:
+        """Expert ``index``'s ``(epochs + 1, P)`` trajectory.
+
+        ``mmap=True`` maps the file instead of reading it: a distiller that needs two rows per step of a
+        100-epoch trajectory then reads two rows' pages, not the whole file.
+        """
         if index not in self.completed:
             raise KeyError(f"expert {index} is not in {self.root / MANIFEST} (completed: {self.completed})")
-        traj = torch.load(self.root / expert_filename(index), map_location="cpu", weights_only=True)
+        traj = torch.load(
+            self.root / expert_filename(index), map_location="cpu", weights_only=True, mmap=mmap
+        )
         want = (self.epochs + 1, self.num_params)
         if tuple(traj.shape) != want:
             raise ValueError(f"{expert_filename(index)} has shape {tuple(traj.shape)}, manifest says {want}")
@@ -510,6 +485,9 @@ class ExpertTrainer(L.LightningModule):
             },
             "seed": hp.seed,
             "recipe": {
+                # How the random streams are derived (``Stream`` tags through ``mix_seed``): a buffer begun
+                # under another derivation must not be resumed, its experts would not be reproducible.
+                "seeding": "mix_seed",
                 "optimizer": "SGD",
                 "lr": hp.lr,
                 "momentum": hp.momentum,
@@ -588,15 +566,17 @@ class ExpertTrainer(L.LightningModule):
         ds = TensorBatchDataset(dm.train_images, dm.train_labels, dm.mean_t, dm.std_t)
         t0 = time.perf_counter()
         for m in range(hp.el2n_models):
-            net = reinitialize_(copy.deepcopy(self.net), derive_seed(hp.seed, "el2n-init", m)).to(self.device)
+            net = reinitialize(copy.deepcopy(self.net), mix_seed(hp.seed, Stream.EL2N_INIT, m)).to(
+                self.device
+            )
             net.train()
             opt = torch.optim.SGD(
                 net.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
             )
-            gen = torch.Generator().manual_seed(derive_seed(hp.seed, "el2n-dsa", m))
+            gen = torch.Generator().manual_seed(mix_seed(hp.seed, Stream.EL2N_DSA, m))
             with torch.enable_grad():
                 for e in range(hp.el2n_epochs):
-                    seed = derive_seed(hp.seed, "el2n-batches", m, e)
+                    seed = mix_seed(hp.seed, Stream.EL2N_BATCHES, m, e)
                     loader = shuffled_loader(ds, torch.arange(n), dm.batch_size, seed)
                     self._train_epoch_plain(net, opt, loader, gen)
             nets.append(net)
@@ -638,7 +618,7 @@ class ExpertTrainer(L.LightningModule):
         expert, epoch = self._where()
         idx = self.active_indices(epoch)
         self._active = len(idx)
-        return shuffled_loader(ds, idx, dm.batch_size, derive_seed(hp.seed, "batches", expert, epoch))
+        return shuffled_loader(ds, idx, dm.batch_size, mix_seed(hp.seed, Stream.BATCHES, expert, epoch))
 
     # ------------------------------------------------------------------ training
 
@@ -650,12 +630,12 @@ class ExpertTrainer(L.LightningModule):
 
     def _start_expert(self, expert: int) -> None:
         hp = self.hparams
-        reinitialize_(self.net, derive_seed(hp.seed, "expert-init", expert))
+        reinitialize(self.net, mix_seed(hp.seed, Stream.EXPERT_INIT, expert))
         for opt in self.trainer.optimizers:  # a fresh expert must not inherit momentum buffers
             opt.state.clear()
         self._traj = torch.empty(hp.epochs + 1, sum(p.numel() for p in self.net.parameters()))
         self._traj[0] = flatten_parameters(self.net)
-        self._aug_gen = torch.Generator().manual_seed(derive_seed(hp.seed, "dsa", expert))
+        self._aug_gen = torch.Generator().manual_seed(mix_seed(hp.seed, Stream.DSA, expert))
         self._t_expert = time.perf_counter()
 
     def on_train_epoch_start(self) -> None:

@@ -1,0 +1,358 @@
+"""PAD stage 2 (trajectory matching): the mask, the loss, gradients, checkpointed unrolling, export.
+
+A two-expert buffer of the width-8 ConvNet on 12x12 synthetic digits (from test_experts) keeps every test
+to a few seconds on two cores.
+"""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from test_experts import TinyDigits, make_module, make_trainer, tiny_net
+
+from ddlight.cli import DDLightCLI
+from ddlight.data import SyntheticSet
+from ddlight.methods import PAD
+from ddlight.methods.pad import (
+    default_depth_ratio,
+    fiem_mask,
+    kept_per_parameter,
+    matching_loss,
+    minibatch_schedule,
+    segment_bounds,
+)
+from ddlight.models import ConvNet
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(scope="module")
+def buffer_dir(tmp_path_factory) -> Path:
+    """Two experts x 3 epochs of 3 batches at lr 0.05, which classify the test split perfectly (no
+    curriculum: EL2N is tested in test_experts)."""
+    root = tmp_path_factory.mktemp("pad_buffer")
+    make_trainer(6, root).fit(make_module(root / "buf", scheduler=False, lr=0.05), datamodule=TinyDigits())
+    return root / "buf"
+
+
+def make_pad(buffer_dir: Path, **kw) -> PAD:
+    args = dict(
+        buffer_dir=str(buffer_dir),
+        ipc=2,
+        syn_steps=4,
+        expert_epochs=1,
+        max_start_epoch=2,
+        batch_syn=4,
+        lr_img=10.0,
+        lr_label=1.0,
+        lr_lr=1e-4,
+        lr_teacher_init=0.05,
+        loss_threshold=None,
+        dsa_strategy="none",
+        grid_every=0,
+    )
+    args.update(kw)
+    return PAD(tiny_net(), **args)
+
+
+def fit(model: PAD, steps: int, root: Path) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(root),
+    )
+    trainer.fit(model, datamodule=TinyDigits())
+    return trainer
+
+
+def plan_of(model: PAD, step: int = 0):
+    return model.plan(step, torch.Generator().manual_seed(1234 + step))
+
+
+# ------------------------------------------------------------------------------------------ pure parts
+
+
+def test_fiem_mask_keeps_the_deep_parameters():
+    net = tiny_net()
+    names = [n for n, _ in net.named_parameters()]
+    sizes = [p.numel() for p in net.parameters()]
+    assert sum(sizes) == 988  # conv 72+8, norm 8+8, conv 576+8, norm 8+8, linear 288+4
+    mask = fiem_mask(sizes, 0.5)
+    assert mask.shape == (988,) and int(mask.sum()) == 988 - 494
+    assert not mask[:494].any() and mask[494:].all()  # a prefix: the shallowest parameters
+    kept = kept_per_parameter(names, sizes, mask)
+    assert [n for n, k in kept.items() if k == 0] == [
+        "blocks.0.0.weight",
+        "blocks.0.0.bias",
+        "blocks.0.1.weight",
+        "blocks.0.1.bias",
+    ]
+    assert kept["blocks.1.0.weight"] == 576 - (494 - 96)  # PAD cuts by count, inside this tensor
+    full = [n for n, k in kept.items() if k == dict(zip(names, sizes, strict=True))[n]]
+    assert full == [
+        "blocks.1.0.bias",
+        "blocks.1.1.weight",
+        "blocks.1.1.bias",
+        "classifier.weight",
+        "classifier.bias",
+    ]
+    assert fiem_mask(sizes, 0.0).all()
+    with pytest.raises(ValueError, match="depth_ratio"):
+        fiem_mask(sizes, 1.0)
+    # PAD's CIFAR-10 configs, by IPC.
+    assert [default_depth_ratio(i) for i in (1, 5, 10, 50, 100, 500, 1000)] == [
+        0.0,
+        0.0,
+        0.5,
+        0.25,
+        0.25,
+        0.5,
+        0.5,
+    ]
+
+
+def test_module_mask_follows_ipc_and_override(tmp_path):
+    assert int(PAD(tiny_net(), buffer_dir=str(tmp_path), ipc=1).fiem.sum()) == 988
+    assert int(PAD(tiny_net(), buffer_dir=str(tmp_path), ipc=10).fiem.sum()) == 494
+    assert int(PAD(tiny_net(), buffer_dir=str(tmp_path), ipc=10, depth_ratio=0.25).fiem.sum()) == 988 - 247
+
+
+def test_matching_loss_by_hand():
+    start = torch.zeros(4)
+    target = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert float(matching_loss(target.clone(), start, target)) == 0.0  # landed on the target
+    assert float(matching_loss(start.clone(), start, target)) == 1.0  # did not move
+    student = torch.tensor([0.0, 0.0, 3.0, 2.0])
+    # all: (1 + 4 + 0 + 4) / (1 + 4 + 9 + 16)
+    assert float(matching_loss(student, start, target)) == pytest.approx(9 / 30)
+    # the first entry masked out of both norms: (4 + 0 + 4) / (4 + 9 + 16)
+    mask = torch.tensor([False, True, True, True])
+    assert float(matching_loss(student, start, target, mask)) == pytest.approx(8 / 29)
+    # a difference only in masked-out entries costs nothing
+    assert float(matching_loss(torch.tensor([5.0, 2.0, 3.0, 4.0]), start, target, mask)) == 0.0
+
+
+def test_minibatches_and_segments():
+    gen = torch.Generator().manual_seed(0)
+    batches = minibatch_schedule(10, 4, 5, gen)
+    # chunks 4,4,2 of a permutation taken from the end: the remainder first
+    assert [len(b) for b in batches] == [2, 4, 4, 2, 4]
+    assert sorted(torch.cat(batches[:3]).tolist()) == list(range(10))
+    assert segment_bounds(10, 0) == [0, 10] and segment_bounds(10, 3) == [0, 3, 7, 10]
+    assert segment_bounds(2, 5) == [0, 1, 2]
+
+
+# ------------------------------------------------------------------------------------ with a buffer
+
+
+def test_setup_soft_labels_and_gradients(buffer_dir, tmp_path):
+    model = make_pad(buffer_dir, export_dir=str(tmp_path))
+    fit(model, 0, tmp_path)  # set-up and export only
+    n = 4 * 2
+    assert model.images.shape == (n, 1, 12, 12) and model.label_logits.shape == (n, 4)
+    assert torch.equal(model.labels, torch.arange(4).repeat_interleave(2))
+    # real init keeps images the expert classifies correctly, so the soft labels name their class
+    assert torch.equal(model.label_logits.argmax(1), model.labels)
+    assert float(model.syn_lr.detach()) == pytest.approx(0.05)
+
+    loss, graph_mb = model.iteration_loss(plan_of(model))
+    assert torch.isfinite(loss) and graph_mb > 0
+    loss.backward()
+    for p in (model.images, model.label_logits, model.syn_lr):
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
+    model = make_pad(buffer_dir, syn_steps=5, soft_labels=soft, dsa_strategy="color_crop_cutout_scale_rotate")
+    fit(model, 0, tmp_path)
+    plan = plan_of(model)
+    learned = [p for p in (model.images, model.label_logits, model.syn_lr) if p is not None]
+    results = []
+    for segments in (0, 2):
+        model.hparams.checkpoint_segments = segments
+        for p in learned:
+            p.grad = None
+        loss, graph_mb = model.iteration_loss(plan)
+        loss.backward()
+        results.append((loss.detach(), graph_mb, [p.grad.clone() for p in learned]))
+    (l0, mb0, g0), (l1, mb1, g1) = results
+    torch.testing.assert_close(l1, l0)
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
+    assert mb1 < mb0 / 2  # segments keep only their boundaries until backward
+
+
+def test_training_lowers_the_loss_and_exports(buffer_dir, tmp_path):
+    untrained = make_pad(buffer_dir, lr_img=30.0)
+    fit(untrained, 0, tmp_path)
+    plans = [plan_of(untrained, s) for s in range(3)]
+
+    def mean_loss(model: PAD) -> float:  # the same three (expert, start, batches) draws for both
+        return sum(float(model.iteration_loss(p)[0].detach()) for p in plans) / len(plans)
+
+    trained = make_pad(buffer_dir, export_dir=str(tmp_path), lr_img=30.0)
+    fit(trained, 12, tmp_path)
+    assert not torch.equal(trained.images, untrained.images)
+    assert mean_loss(trained) < mean_loss(untrained)
+
+    syn = SyntheticSet.load(tmp_path / "synthetic.pt")
+    assert syn.method == "pad" and syn.iteration == 12 and syn.is_soft
+    assert syn.labels.shape == (8, 4) and syn.labels.dtype == torch.float32
+    torch.testing.assert_close(syn.labels, trained.label_logits.detach())
+    assert syn.extra["syn_lr"] == pytest.approx(float(trained.syn_lr.detach()))
+    assert math.isfinite(syn.extra["syn_lr"]) and syn.extra["distill_seconds"] > 0
+    assert (tmp_path / "grid.png").exists()
+
+
+def test_threshold_skips_the_update(buffer_dir, tmp_path):
+    model = make_pad(buffer_dir, loss_threshold=0.0)  # every loss exceeds it
+    fit(model, 0, tmp_path)
+    before = [p.detach().clone() for p in (model.images, model.label_logits, model.syn_lr)]
+    fit(model, 3, tmp_path)
+    for a, p in zip(before, (model.images, model.label_logits, model.syn_lr), strict=True):
+        assert torch.equal(a, p.detach())
+
+
+def test_hard_labels_and_noise_init(buffer_dir, tmp_path):
+    hard = make_pad(buffer_dir, soft_labels=False, export_dir=str(tmp_path / "hard"))
+    fit(hard, 1, tmp_path)
+    assert hard.label_logits is None
+    assert torch.equal(SyntheticSet.load(tmp_path / "hard" / "synthetic.pt").labels, hard.labels)
+    noise = make_pad(buffer_dir, init="noise")
+    fit(noise, 0, tmp_path)
+    # every image of a class starts from the same class-typical soft label, which names the class
+    per_class = noise.label_logits.detach().view(4, 2, 4)
+    assert torch.equal(per_class[:, 0], per_class[:, 1])
+    assert torch.equal(per_class[:, 0].argmax(1), torch.arange(4))
+    fit(noise, 1, tmp_path)
+    assert torch.isfinite(noise.images).all() and torch.isfinite(noise.label_logits).all()
+
+
+def test_missing_or_empty_buffer_is_a_clear_error(buffer_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"experts_mnist\.yaml") as err:
+        fit(make_pad(tmp_path / "nowhere"), 1, tmp_path)
+    assert "nowhere" in str(err.value)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    manifest = json.loads((buffer_dir / "manifest.json").read_text())
+    (empty / "manifest.json").write_text(json.dumps({**manifest, "completed": []}))
+    with pytest.raises(FileNotFoundError, match="no completed expert"):
+        fit(make_pad(empty), 1, tmp_path)
+
+
+def test_wrong_net_or_window_is_refused(buffer_dir, tmp_path):
+    wide = PAD(
+        ConvNet(channel=1, num_classes=4, width=16, depth=2, im_size=12), buffer_dir=str(buffer_dir), ipc=1
+    )
+    with pytest.raises(ValueError, match="does not match the experts"):
+        fit(wide, 1, tmp_path)
+    with pytest.raises(ValueError, match="max_start_epoch"):
+        fit(make_pad(buffer_dir, max_start_epoch=3, expert_epochs=2), 1, tmp_path)
+    with pytest.raises(ValueError, match="init"):
+        make_pad(buffer_dir, init="kcenter")
+
+
+def test_start_epoch_window_grows(tmp_path):
+    model = PAD(
+        tiny_net(),
+        buffer_dir=str(tmp_path),
+        min_start_epoch=0,
+        current_max_start_epoch=10,
+        max_start_epoch=20,
+        max_start_epoch_growth_steps=1000,
+    )
+    assert [model.max_start_bound(s) for s in (0, 99, 100, 500, 1000, 5000)] == [10, 10, 11, 15, 20, 20]
+    model.hparams.max_start_epoch_growth_steps = 0
+    assert model.max_start_bound(0) == 20
+
+
+@pytest.mark.parametrize(
+    "name", ["pad_mnist", "pad_mnist_noise", "pad_mnist_ipc1", "pad_mnist_ipc10", "pad_mnist_ipc100"]
+)
+def test_configs_parse(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = DDLightCLI(args=["--config", str(CONFIGS / f"{name}.yaml")], run=False)
+    assert isinstance(cli.model, PAD) and cli.model.hparams.buffer_dir == "artifacts/experts_mnist"
+    experts = DDLightCLI(args=["--config", str(CONFIGS / "experts_mnist.yaml")], run=False).model
+    assert [n for n, _ in cli.model.net.named_parameters()] == [n for n, _ in experts.net.named_parameters()]
+    assert [p.shape for p in cli.model.net.parameters()] == [p.shape for p in experts.net.parameters()]
+    hp = cli.model.hparams
+    assert hp.max_start_epoch - 1 + hp.expert_epochs <= experts.hparams.epochs
+
+
+def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(buffer_dir, tmp_path / "artifacts" / "experts_mnist")
+    DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(CONFIGS / "pad_mnist.yaml"),
+            "--data",
+            "test_experts.TinyDigits",
+            "--model.init_args.net.init_args.num_classes",
+            "4",
+            "--model.init_args.net.init_args.width",
+            "8",
+            "--model.init_args.net.init_args.depth",
+            "2",
+            "--model.init_args.net.init_args.im_size",
+            "12",
+            "--model.init_args.ipc",
+            "2",
+            "--model.init_args.syn_steps",
+            "3",
+            "--model.init_args.expert_epochs",
+            "1",
+            "--model.init_args.max_start_epoch",
+            "2",
+            "--model.init_args.current_max_start_epoch",
+            "1",
+            "--model.init_args.checkpoint_segments",
+            "2",
+            "--model.init_args.export_dir",
+            "out",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_checkpointing",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+    )
+    syn = SyntheticSet.load(tmp_path / "out" / "synthetic.pt")
+    assert syn.method == "pad" and syn.iteration == 2 and syn.labels.shape == (8, 4)
+
+
+def test_resume_reaches_the_same_set(buffer_dir, tmp_path):
+    straight = make_pad(buffer_dir, dsa_strategy="color_crop_cutout_scale_rotate")
+    fit(straight, 3, tmp_path)
+    first = make_pad(buffer_dir, dsa_strategy="color_crop_cutout_scale_rotate")
+    trainer = fit(first, 2, tmp_path)
+    trainer.save_checkpoint(tmp_path / "two.ckpt")
+    resumed = make_pad(buffer_dir, dsa_strategy="color_crop_cutout_scale_rotate")
+    L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        # weights_only=False: outside the CLI the hparams hold the ConvNet object itself (our own file).
+    ).fit(resumed, datamodule=TinyDigits(), ckpt_path=tmp_path / "two.ckpt", weights_only=False)
+    assert resumed.global_step == 3
+    for name in ("images", "label_logits", "syn_lr"):
+        torch.testing.assert_close(getattr(resumed, name), getattr(straight, name), rtol=1e-5, atol=1e-6)
