@@ -49,12 +49,14 @@ def test_fit_plain_trains_every_run_and_reports(tmp_path):
     syn, dm = bundled_set()
     ev = SyntheticEvaluator(ConvNet(width=16), num_runs=3, epochs=4, results_path=str(tmp_path / "r.json"))
     init = [[p.detach().clone() for p in n.parameters()] for n in ev.nets]
+    template = [p.detach().clone() for p in ev.net.parameters()]
     # runs start from different initialisations
     assert not torch.equal(init[0][0], init[1][0])
     res = ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist")
     for before, net in zip(init, ev.nets, strict=True):
         assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
     # the template itself is never trained
+    assert all(torch.equal(a, b) for a, b in zip(template, ev.net.parameters(), strict=True))
     assert len(res["accuracies"]) == 3 and 0.0 <= res["mean"] <= 1.0
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["accuracies"] == res["accuracies"]

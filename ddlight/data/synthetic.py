@@ -50,23 +50,25 @@ class SyntheticSetNotFoundError(SyntheticSetError, FileNotFoundError):
     """Also a FileNotFoundError, so callers that only care about existence can catch that."""
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Reduce a config to JSON-like values so the file loads under ``weights_only=True`` and logs cleanly."""
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, Enum):
-        return _jsonable(obj.value)
+        return jsonable(obj.value)
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().tolist()
+    if isinstance(obj, torch.nn.Module):  # an injected network: its class path names it in a config
+        return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}"}
     if callable(getattr(obj, "tolist", None)):  # numpy arrays and scalars
         try:
-            return _jsonable(obj.tolist())
+            return jsonable(obj.tolist())
         except Exception:  # anything odd falls back to its string form below
             pass
     return str(obj)
@@ -80,7 +82,7 @@ def _storable(obj: Any) -> Any:
         return {str(k): _storable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_storable(v) for v in obj]
-    return _jsonable(obj)
+    return jsonable(obj)
 
 
 def _fail(path: Path | str, key: str, expected: str, got: Any) -> SyntheticSetError:
@@ -256,7 +258,7 @@ class SyntheticSet:
             "ipc": int(self.ipc),
             "iteration": int(self.iteration),
             "seed": int(self.seed),
-            "config": _jsonable(dict(self.config)),
+            "config": jsonable(dict(self.config)),
             "extra": _storable(dict(self.extra)),
         }
 
@@ -291,9 +293,12 @@ class SyntheticSet:
         hard = self.hard_labels.detach().cpu()
         # Soft labels may put more or fewer than ipc images in a class; blank tiles keep rows aligned.
         tiles = images.new_zeros((self.num_classes * cols, *images.shape[1:]))
-        for c in range(self.num_classes):
-            idx = torch.nonzero(hard == c).flatten()[:cols]
-            tiles[c * cols : c * cols + len(idx)] = images[idx]
+        order = torch.argsort(hard, stable=True)
+        lab = hard[order]
+        counts = torch.bincount(lab, minlength=self.num_classes)
+        rank = torch.arange(len(lab)) - (torch.cumsum(counts, 0) - counts)[lab]
+        keep = rank < cols
+        tiles[lab[keep] * cols + rank[keep]] = images[order[keep]]
         grid = make_grid(tiles, nrow=cols, padding=2)
         return grid if grid.shape[0] == 3 else grid[:1].expand(3, -1, -1).contiguous()
 

@@ -14,7 +14,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 
-from ddlight.data.base import class_index, sample_per_class
+from ddlight.data.base import class_index, normalize_uint8, sample_per_class
+from ddlight.data.synthetic import jsonable
 from ddlight.models.init import mix_seed, reinitialize
 
 INITS = ("real", "noise", "kcenter")
@@ -84,8 +85,6 @@ class Distiller(L.LightningModule):
         return self._kcenter(dm, table, counts, gen)
 
     def _normalize(self, dm: Any, images_u8: torch.Tensor) -> torch.Tensor:
-        from ddlight.data.base import normalize_uint8
-
         return normalize_uint8(images_u8, dm.mean_t, dm.std_t)
 
     def _kcenter(
@@ -161,9 +160,9 @@ class Distiller(L.LightningModule):
         return {"distill_seconds": self.distill_seconds}
 
     def export_config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"model": _jsonable(dict(self.hparams))}
+        cfg: dict[str, Any] = {"model": jsonable(dict(self.hparams))}
         if self._trainer is not None and self.trainer.datamodule is not None:
-            cfg["data"] = _jsonable(dict(getattr(self.trainer.datamodule, "hparams", {})))
+            cfg["data"] = jsonable(dict(getattr(self.trainer.datamodule, "hparams", {})))
         return cfg
 
     @property
@@ -221,15 +220,3 @@ class Distiller(L.LightningModule):
 
     def configure_optimizers(self):
         raise NotImplementedError
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, nn.Module):
-        return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}"}
-    return str(obj)

@@ -658,17 +658,12 @@ class ExpertTrainer(L.LightningModule):
         return loss
 
     def evaluate_test(self) -> float:
-        dm = self.trainer.datamodule
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        from ddlight.methods.evaluator import accuracy
+
         was_training = self.net.training
-        self.net.eval()
-        with torch.inference_mode():
-            for start in range(0, len(dm.test_labels), dm.eval_batch_size):
-                sl = slice(start, start + dm.eval_batch_size)
-                x = normalize_uint8(dm.test_images[sl], dm.mean_t, dm.std_t).to(self.device)
-                correct += (self.net(x).argmax(1) == dm.test_labels[sl].to(self.device)).sum()
+        acc = float(accuracy([self.net], self.trainer.datamodule.test_dataloader(), self.device)[0])
         self.net.train(was_training)
-        return correct.item() / len(dm.test_labels)
+        return acc
 
     def on_train_epoch_end(self) -> None:
         hp = self.hparams
