@@ -218,7 +218,9 @@ def test_threshold_skips_the_update(buffer_dir, tmp_path):
     model = make_pad(buffer_dir, loss_threshold=0.0)  # every loss exceeds it
     fit(model, 0, tmp_path)
     before = [p.detach().clone() for p in (model.images, model.label_logits, model.syn_lr)]
-    fit(model, 3, tmp_path)
+    with pytest.warns(UserWarning, match="every iteration's loss exceeded loss_threshold"):
+        fit(model, 3, tmp_path)
+    assert int(model._skipped) == 3 and model._iterations == 3
     for a, p in zip(before, (model.images, model.label_logits, model.syn_lr), strict=True):
         assert torch.equal(a, p.detach())
 

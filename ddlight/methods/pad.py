@@ -298,6 +298,9 @@ class PAD(Distiller):
         self.syn_lr = nn.Parameter(torch.tensor(float(lr_teacher_init)))
         self.label_logits: nn.Parameter | None = None
         self.buffer: ExpertBuffer | None = None
+        # Threshold skips counted on the device (no per-step host sync), reported once at the end of fit.
+        self._skipped: torch.Tensor | None = None
+        self._iterations = 0
         self.dsa: DSA | None = None
         self._names: list[str] = [n for n, _ in net.named_parameters()]
         self._shapes: list[torch.Size] = [p.shape for p in net.parameters()]
@@ -543,8 +546,10 @@ class PAD(Distiller):
             "memory/graph_saved_mb": graph_mb,
             "memory/peak_mb": peak_memory_mb(self.device),
         }
+        self._iterations += 1
         if ok is not None:
             logs["distill/skipped"] = (~ok).float()
+            self._skipped = (~ok).long() + (0 if self._skipped is None else self._skipped)
         if self.label_logits is not None:
             with torch.no_grad():
                 logp = self.label_logits.log_softmax(-1)
@@ -561,6 +566,20 @@ class PAD(Distiller):
         self.maybe_log_grid()
         return loss.detach()
 
+    def on_train_end(self) -> None:
+        if self._skipped is not None and self._iterations:
+            skipped = int(self._skipped)
+            rank_zero_info(
+                f"[ddlight] PAD: loss_threshold {self.hparams.loss_threshold} skipped {skipped} of "
+                f"{self._iterations} iterations"
+            )
+            if skipped == self._iterations:
+                rank_zero_warn(
+                    "PAD: every iteration's loss exceeded loss_threshold, so the synthetic set never "
+                    "changed. A noise initialisation typically starts above 1: set loss_threshold: null."
+                )
+        super().on_train_end()
+
     # ---------------------------------------------------------------------------------------- export
     def export_labels(self) -> torch.Tensor:
         if self.label_logits is None:
@@ -568,7 +587,8 @@ class PAD(Distiller):
         return self.label_logits.detach().float().cpu().clone()
 
     def export_extra(self) -> dict[str, Any]:
-        # The evaluator trains at the learned rate, as DATM/PAD evaluate with ``args.lr_net = syn_lr``.
+        # Recorded for evaluators that train at the learned rate (DATM/PAD evaluate with
+        # ``args.lr_net = syn_lr``); ddlight's evaluator keeps its configured protocol rate.
         return {**super().export_extra(), "syn_lr": float(self.syn_lr.detach())}
 
 
