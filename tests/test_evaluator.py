@@ -73,6 +73,17 @@ def test_training_on_real_digits_beats_chance(tmp_path):
     assert res["mean"] > 0.5
 
 
+def test_fit_plain_bf16_autocast_trains_and_refuses_unknown_precision():
+    syn, dm = bundled_set(ipc=10)
+    ev = SyntheticEvaluator(ConvNet(width=32), num_runs=1, epochs=30, dsa=False)
+    res = ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist", 100, "bf16-mixed")
+    # parameters stay fp32 (autocast only lowers the matmuls/convs) and the runs still learn
+    assert all(p.dtype == torch.float32 for p in ev.nets.parameters())
+    assert res["mean"] > 0.5
+    with pytest.raises(ValueError, match="precision must be"):
+        ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist", precision="16-mixed")
+
+
 def test_cli_fit_writes_results(tmp_path):
     syn, _ = bundled_set()
     path = syn.save(tmp_path / "synthetic.pt")

@@ -13,6 +13,7 @@ weight decay 5e-4, lr x0.1 at half of the epochs; 300 or 1000 epochs); ``cosine`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -156,9 +157,22 @@ class SyntheticEvaluator(L.LightningModule):
         test_loader: Iterable,
         dataset_name: str,
         batch_size: int = 256,
+        precision: str = "32-true",
     ) -> dict[str, Any]:
         """The same training without a Trainer: for callbacks that evaluate mid-distillation and for
-        scripts, where a Trainer's per-epoch bookkeeping would dominate a 100-image epoch."""
+        scripts, where a Trainer's per-epoch bookkeeping would dominate a 100-image epoch.
+
+        ``precision`` takes Lightning's names for what this loop supports: ``"32-true"``, or
+        ``"bf16-mixed"`` (autocast, as ``--trainer.precision bf16-mixed`` does on the Lightning path),
+        which CPUs with AVX512-BF16 and GPUs run faster.
+        """
+        if precision not in ("32-true", "32", "bf16-mixed"):
+            raise ValueError(f"precision must be '32-true' or 'bf16-mixed', got {precision!r}")
+        autocast = (
+            torch.autocast(images.device.type, dtype=torch.bfloat16)
+            if precision == "bf16-mixed"
+            else contextlib.nullcontext()
+        )
         self.prepare(dataset_name)
         hp = self.hparams
         opt = self.make_optimizer()
@@ -171,7 +185,8 @@ class SyntheticEvaluator(L.LightningModule):
                 g["lr"] = hp.lr * lr_factor(hp.schedule, epoch, hp.epochs)
             perm = torch.randperm(n, generator=gen).to(images.device)
             for idx in perm.split(batch_size):
-                loss = self.runs_loss(images[idx], labels[idx])
+                with autocast:
+                    loss = self.runs_loss(images[idx], labels[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -254,8 +269,10 @@ class EvaluateSyntheticCallback(L.Callback):
         schedule: str = "step",
         batch_size: int = 256,
         results_path: str | None = None,
+        precision: str = "32-true",
     ) -> None:
         self.net = net
+        self.precision = precision
         self.every_n_steps = every_n_steps
         self.kwargs = dict(num_runs=num_runs, epochs=epochs, lr=lr, schedule=schedule)
         self.batch_size = batch_size
@@ -274,6 +291,7 @@ class EvaluateSyntheticCallback(L.Callback):
                 trainer.datamodule.test_dataloader(),
                 syn.dataset,
                 batch_size=self.batch_size,
+                precision=self.precision,
             )
         res["step"] = int(trainer.global_step)
         self.history.append(res)

@@ -44,7 +44,9 @@ class Ledger:
         return f"{self.pct(mean)} ± {self.pct(std)}"
 
     def secs(self, m: Measured) -> str:
-        return self._record(f"{m.value:.1f} s", m.value, [m])
+        # Sub-second times (an MLP's 20 batches) keep two significant digits instead of reading "0.0 s".
+        text = f"{m.value:.1f} s" if abs(m.value) >= 1 else f"{m.value:.2g} s"
+        return self._record(text, m.value, [m])
 
     def count(self, m: Measured) -> str:
         return self._record(f"{int(m.value):,}", m.value, [m])
