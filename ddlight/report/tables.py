@@ -44,9 +44,7 @@ class Ledger:
         return f"{self.pct(mean)} ± {self.pct(std)}"
 
     def secs(self, m: Measured) -> str:
-        # Sub-second times (an MLP's 20 batches) keep two significant digits instead of reading "0.0 s".
-        text = f"{m.value:.1f} s" if abs(m.value) >= 1 else f"{m.value:.2g} s"
-        return self._record(text, m.value, [m])
+        return self._record(format_seconds(m.value), m.value, [m])
 
     def count(self, m: Measured) -> str:
         return self._record(f"{int(m.value):,}", m.value, [m])
@@ -60,6 +58,12 @@ class Ledger:
     def speedup(self, full: Measured, syn: Measured) -> str:
         ratio = full.value / syn.value
         return self._record(f"{ratio:.1f}×", ratio, [full, syn], formula="a / b")
+
+
+def format_seconds(value: float) -> str:
+    """One decimal, except that sub-second times (an MLP's 20 batches) keep two significant digits
+    instead of reading "0.0 s"."""
+    return f"{value:.1f} s" if abs(value) >= 1 else f"{value:.2g} s"
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
