@@ -152,6 +152,9 @@ def worker(args: argparse.Namespace) -> None:
     if args.reference:
         res = run_reference_style(args.batch_real[0], args.steps, args.warmup)
     else:
+        from ddlight.utils import limit_heap_retention
+
+        limit_heap_retention(args.mmap_threshold)  # as `python -m ddlight` does (reference runs without)
         res = run_ddlight(args.batch_real[0], args.precision[0], args.steps, args.warmup, args.micro_batch)
     print("RESULT " + json.dumps(res), flush=True)
 
@@ -172,6 +175,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--micro-batch", type=int, default=16, help="ConvNet micro_batch (0: whole batch)")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style baseline")
+    ap.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=None,
+        help="glibc mmap threshold in bytes for ddlight (default: DDLIGHT_MMAP_THRESHOLD, else off)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -186,6 +195,8 @@ def main() -> None:
         "--micro-batch",
         str(args.micro_batch),
     ]
+    if args.mmap_threshold is not None:
+        common += ["--mmap-threshold", str(args.mmap_threshold)]
     print(
         f"DataDAM, MNIST IPC 10, ConvNet-3 w128; "
         f"median of {args.steps} iterations after {args.warmup} warm-up"

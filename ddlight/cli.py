@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LightningCLI
 import ddlight.data  # noqa: F401
 import ddlight.methods  # noqa: F401
 import ddlight.models  # noqa: F401
+from ddlight.utils import limit_heap_retention
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -41,4 +42,5 @@ class DDLightCLI(LightningCLI):
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    limit_heap_retention()  # opt-in via DDLIGHT_MMAP_THRESHOLD (ddlight/utils/memory.py)
     DDLightCLI(args=None if args is None else list(args))
