@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from cli_args import QUIET, TINY_DIGITS_NET
 from torch import nn
 
 from ddlight.cli import DDLightCLI
@@ -250,16 +251,7 @@ def test_cli_writes_the_buffer(tmp_path, monkeypatch):
             "fit",
             "--config",
             str(ROOT / "configs" / "experts_mnist.yaml"),
-            "--data",
-            "test_experts.TinyDigits",
-            "--model.init_args.net.init_args.num_classes",
-            "4",
-            "--model.init_args.net.init_args.width",
-            "8",
-            "--model.init_args.net.init_args.depth",
-            "2",
-            "--model.init_args.net.init_args.im_size",
-            "12",
+            *TINY_DIGITS_NET,
             "--model.init_args.num_experts",
             "1",
             "--model.init_args.epochs",
@@ -274,10 +266,7 @@ def test_cli_writes_the_buffer(tmp_path, monkeypatch):
             "2",
             "--trainer.limit_train_batches",
             "2",
-            "--trainer.logger",
-            "false",
-            "--trainer.enable_progress_bar",
-            "false",
+            *QUIET,
         ],
     )
     buf = ExpertBuffer(tmp_path / "buf")

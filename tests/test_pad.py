@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from cli_args import QUIET, TINY_DIGITS_NET
 from test_experts import TinyDigits, make_module, make_trainer, tiny_net
 
 from ddlight.cli import DDLightCLI
@@ -60,7 +61,7 @@ def make_pad(buffer_dir: Path, **kw) -> PAD:
     return PAD(tiny_net(), **args)
 
 
-def fit(model: PAD, steps: int, root: Path) -> L.Trainer:
+def fit(model: PAD, steps: int, root: Path, ckpt_path: Path | None = None) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
@@ -70,7 +71,8 @@ def fit(model: PAD, steps: int, root: Path) -> L.Trainer:
         enable_model_summary=False,
         default_root_dir=str(root),
     )
-    trainer.fit(model, datamodule=TinyDigits())
+    # weights_only=False: outside the CLI the hparams hold the ConvNet object itself (our own file).
+    trainer.fit(model, datamodule=TinyDigits(), ckpt_path=ckpt_path, weights_only=False)
     return trainer
 
 
@@ -300,16 +302,7 @@ def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
             "fit",
             "--config",
             str(CONFIGS / "pad_mnist.yaml"),
-            "--data",
-            "test_experts.TinyDigits",
-            "--model.init_args.net.init_args.num_classes",
-            "4",
-            "--model.init_args.net.init_args.width",
-            "8",
-            "--model.init_args.net.init_args.depth",
-            "2",
-            "--model.init_args.net.init_args.im_size",
-            "12",
+            *TINY_DIGITS_NET,
             "--model.init_args.ipc",
             "2",
             "--model.init_args.syn_steps",
@@ -326,12 +319,7 @@ def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
             "out",
             "--trainer.max_steps",
             "2",
-            "--trainer.logger",
-            "false",
-            "--trainer.enable_checkpointing",
-            "false",
-            "--trainer.enable_progress_bar",
-            "false",
+            *QUIET,
         ],
     )
     syn = SyntheticSet.load(tmp_path / "out" / "synthetic.pt")
@@ -345,16 +333,7 @@ def test_resume_reaches_the_same_set(buffer_dir, tmp_path):
     trainer = fit(first, 2, tmp_path)
     trainer.save_checkpoint(tmp_path / "two.ckpt")
     resumed = make_pad(buffer_dir, dsa_strategy="color_crop_cutout_scale_rotate")
-    L.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-        # weights_only=False: outside the CLI the hparams hold the ConvNet object itself (our own file).
-    ).fit(resumed, datamodule=TinyDigits(), ckpt_path=tmp_path / "two.ckpt", weights_only=False)
+    fit(resumed, 3, tmp_path, ckpt_path=tmp_path / "two.ckpt")
     assert resumed.global_step == 3
     for name in ("images", "label_logits", "syn_lr"):
         torch.testing.assert_close(getattr(resumed, name), getattr(straight, name), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,39 @@
+"""Command-line fragments the CLI tests share, so each test spells out only the flags it is about."""
+
+# No logger, checkpoints or progress bar: a CLI test checks exit codes and files, not logs.
+QUIET = (
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_checkpointing",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+)
+
+# test_experts.TinyDigits (4 classes of 12x12 digits) with a ConvNet small enough for it.
+TINY_DIGITS_NET = (
+    "--data",
+    "test_experts.TinyDigits",
+    "--model.init_args.net.init_args.num_classes",
+    "4",
+    "--model.init_args.net.init_args.width",
+    "8",
+    "--model.init_args.net.init_args.depth",
+    "2",
+    "--model.init_args.net.init_args.im_size",
+    "12",
+)
+
+# configs/datadam_mnist.yaml shrunk to the bundled digits: 4 real images per class, IPC 1, width 8.
+TINY_DATADAM = (
+    "--data.init_args.source",
+    "bundled",
+    "--data.init_args.episode_per_class",
+    "4",
+    "--model.init_args.batch_real",
+    "4",
+    "--model.init_args.ipc",
+    "1",
+    "--model.init_args.net.init_args.width",
+    "8",
+)
