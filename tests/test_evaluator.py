@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_args import QUIET
 
 from ddlight.cli import DDLightCLI
 from ddlight.data import MNISTDataModule, SyntheticSet
@@ -84,36 +85,34 @@ def test_fit_plain_bf16_autocast_trains_and_refuses_unknown_precision():
         ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist", precision="16-mixed")
 
 
+def evaluate_args(path, tmp_path, epochs: int = 2, runs: int = 2, *extra: str) -> list[str]:
+    """configs/evaluate_mnist.yaml on a saved set, against the bundled digits, shrunk for a test."""
+    return [
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "evaluate_mnist.yaml"),
+        "--data.init_args.path",
+        str(path),
+        "--data.init_args.real.init_args.source",
+        "bundled",
+        "--model.init_args.epochs",
+        str(epochs),
+        "--trainer.max_epochs",
+        str(epochs),
+        "--model.init_args.num_runs",
+        str(runs),
+        "--model.init_args.results_path",
+        str(tmp_path / "res.json"),
+        *QUIET,
+        *extra,
+    ]
+
+
 def test_cli_fit_writes_results(tmp_path):
     syn, _ = bundled_set()
     path = syn.save(tmp_path / "synthetic.pt")
-    DDLightCLI(
-        args=[
-            "fit",
-            "--config",
-            str(ROOT / "configs" / "evaluate_mnist.yaml"),
-            "--data.init_args.path",
-            str(path),
-            "--data.init_args.real.init_args.source",
-            "bundled",
-            "--model.init_args.net",
-            "ddlight.models.MLP",
-            "--model.init_args.net.init_args.num_classes",
-            "10",
-            "--model.init_args.epochs",
-            "2",
-            "--trainer.max_epochs",
-            "2",
-            "--model.init_args.num_runs",
-            "2",
-            "--model.init_args.results_path",
-            str(tmp_path / "res.json"),
-            "--trainer.logger",
-            "false",
-            "--trainer.enable_progress_bar",
-            "false",
-        ],
-    )
+    mlp = ("--model.init_args.net", "ddlight.models.MLP", "--model.init_args.net.init_args.num_classes", "10")
+    DDLightCLI(args=evaluate_args(path, tmp_path, 2, 2, *mlp))
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["architecture"] == "MLP" and len(res["accuracies"]) == 2
 
@@ -122,25 +121,46 @@ def test_epoch_mismatch_is_an_error(tmp_path):
     syn, _ = bundled_set()
     path = syn.save(tmp_path / "synthetic.pt")
     with pytest.raises(ValueError, match="max_epochs=3"):
-        DDLightCLI(
-            args=[
-                "fit",
-                "--config",
-                str(ROOT / "configs" / "evaluate_mnist.yaml"),
-                "--data.init_args.path",
-                str(path),
-                "--data.init_args.real.init_args.source",
-                "bundled",
-                "--model.init_args.epochs",
-                "2",
-                "--trainer.max_epochs",
-                "3",
-                "--trainer.logger",
-                "false",
-            ],
-        )
+        DDLightCLI(args=evaluate_args(path, tmp_path, 2, 2, "--trainer.max_epochs", "3"))
 
 
 def test_bad_schedule():
     with pytest.raises(ValueError, match="schedule must be one of"):
         SyntheticEvaluator(MLP(), schedule="linear")
+
+
+def test_learned_lr_trains_exactly_as_the_sets_rate_would():
+    syn, dm = bundled_set()
+    extra = {"syn_lr": 0.037}
+
+    def trained(lr):
+        ev = SyntheticEvaluator(ConvNet(width=8), num_runs=1, epochs=2, lr=lr, schedule="none", dsa=False)
+        res = ev.fit_plain(syn.images, syn.labels, [], "mnist", extra=extra)
+        return res, [p.detach() for p in ev.nets.parameters()]
+
+    res, learned = trained("learned")
+    assert res["lr"] == 0.037 and res["lr_source"] == "learned syn_lr"
+    _, explicit = trained(0.037)
+    _, default = trained(0.01)
+    assert all(torch.equal(a, b) for a, b in zip(learned, explicit, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(learned, default, strict=True))
+
+
+def test_learned_lr_refuses_a_set_without_one(tmp_path):
+    with pytest.raises(ValueError, match="lr must be a number or 'learned'"):
+        SyntheticEvaluator(MLP(), lr="learnt")
+    syn, dm = bundled_set()
+    ev = SyntheticEvaluator(ConvNet(width=8), num_runs=1, epochs=1, lr="learned")
+    with pytest.raises(ValueError, match=r"extra\['syn_lr'\].*got None"):
+        ev.fit_plain(syn.images, syn.labels, [], "mnist")
+    path = syn.save(tmp_path / "synthetic.pt")
+    learned = ("--model.init_args.lr", "learned", "--model.init_args.net.init_args.width", "8")
+    args = evaluate_args(path, tmp_path, 1, 1, *learned)
+    with pytest.raises(ValueError, match=f"syn_lr.*{path}"):
+        DDLightCLI(args=args)
+    # the same command on a set that stores a learned rate trains at that rate
+    syn.extra = {"syn_lr": 0.02}
+    syn.save(path)
+    DDLightCLI(args=args)
+    res = json.loads((tmp_path / "res.json").read_text())
+    assert res["lr"] == 0.02 and res["lr_source"] == "learned syn_lr"

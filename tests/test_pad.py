@@ -281,13 +281,22 @@ def test_start_epoch_window_grows(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["pad_mnist", "pad_mnist_noise", "pad_mnist_ipc1", "pad_mnist_ipc10", "pad_mnist_ipc100"]
+    ("name", "experts_name"),
+    [
+        ("pad_mnist", "experts_mnist"),
+        ("pad_mnist_noise", "experts_mnist"),
+        ("pad_mnist_ipc1", "experts_mnist"),
+        ("pad_mnist_ipc10", "experts_mnist"),
+        ("pad_mnist_ipc100", "experts_mnist"),
+        ("pad_mnist_ipc1_early", "experts_mnist_early"),
+    ],
 )
-def test_configs_parse(name, tmp_path, monkeypatch):
+def test_configs_parse(name, experts_name, tmp_path, monkeypatch):
+    """Each PAD config must fit the buffer its experts config writes: same net, window inside the epochs."""
     monkeypatch.chdir(tmp_path)
     cli = DDLightCLI(args=["--config", str(CONFIGS / f"{name}.yaml")], run=False)
-    assert isinstance(cli.model, PAD) and cli.model.hparams.buffer_dir == "artifacts/experts_mnist"
-    experts = DDLightCLI(args=["--config", str(CONFIGS / "experts_mnist.yaml")], run=False).model
+    experts = DDLightCLI(args=["--config", str(CONFIGS / f"{experts_name}.yaml")], run=False).model
+    assert isinstance(cli.model, PAD) and cli.model.hparams.buffer_dir == experts.hparams.buffer_dir
     assert [n for n, _ in cli.model.net.named_parameters()] == [n for n, _ in experts.net.named_parameters()]
     assert [p.shape for p in cli.model.net.parameters()] == [p.shape for p in experts.net.parameters()]
     hp = cli.model.hparams

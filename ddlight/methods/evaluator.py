@@ -9,6 +9,10 @@ time per run (total / num_runs), to TensorBoard and to a JSON file.
 Recipes (``schedule``): ``step`` is the field's standard and DataDAM's released code (SGD momentum 0.9,
 weight decay 5e-4, lr x0.1 at half of the epochs; 300 or 1000 epochs); ``cosine`` is the study's (SGD
 0.01, cosine annealing, 50 epochs).
+
+Learning rate (``lr``): a number, or ``"learned"`` for the student rate a trajectory-matching distiller
+learned with the images (PAD/DATM/MTT evaluate their sets at ``args.lr_net = syn_lr``; the set stores it
+as ``extra["syn_lr"]``). A set without one is refused rather than silently evaluated at a default rate.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -33,6 +37,23 @@ from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 
 SCHEDULES = ("step", "cosine", "none")
+LEARNED = "learned"
+
+
+def resolve_lr(lr: float | str, extra: dict[str, Any] | None, source: str) -> float:
+    """The base rate to train at: ``lr`` itself, or the set's learned ``syn_lr`` when ``lr="learned"``."""
+    if lr != LEARNED:
+        if isinstance(lr, str):
+            raise ValueError(f"lr must be a number or {LEARNED!r}, got {lr!r}")
+        return float(lr)
+    value = (extra or {}).get("syn_lr")
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"lr={LEARNED!r} needs a positive learned student rate in the synthetic set's "
+            f"extra['syn_lr'] ({source}), got {value!r}; only trajectory-matching distillers (PAD) "
+            "store one, so pass a number for other sets"
+        )
+    return float(value)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -81,7 +102,7 @@ class SyntheticEvaluator(L.LightningModule):
         net: nn.Module,
         num_runs: int = 5,
         epochs: int = 300,
-        lr: float = 0.01,
+        lr: float | Literal["learned"] = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         schedule: str = "step",
@@ -95,6 +116,8 @@ class SyntheticEvaluator(L.LightningModule):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if num_runs < 1:
             raise ValueError(f"num_runs must be >= 1, got {num_runs}")
+        if lr != LEARNED:
+            resolve_lr(lr, None, "")  # reject other strings now, not when training starts
         self.save_hyperparameters()
         self.net = net  # the template; kept so the config and checkpoint name the architecture
         self.nets = nn.ModuleList(
@@ -104,17 +127,19 @@ class SyntheticEvaluator(L.LightningModule):
         self.results: dict[str, Any] = {}
         self._t0 = 0.0
         self._dsa_gen: torch.Generator | None = None
+        self.base_lr = float(lr) if lr != LEARNED else math.nan  # resolved in prepare()
 
     # ----------------------------------------------------------------------------- shared pieces
-    def prepare(self, dataset_name: str) -> None:
+    def prepare(self, dataset_name: str, extra: dict[str, Any] | None = None, source: str = "") -> None:
         hp = self.hparams
+        self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
         self.dsa_op = DSA(strategy_for(dataset_name, hp.dsa_strategy)) if hp.dsa else None
         self._dsa_gen = torch.Generator().manual_seed(mix_seed(hp.seed, 4))
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.SGD(
-            self.nets.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            self.nets.parameters(), lr=self.base_lr, momentum=hp.momentum, weight_decay=hp.weight_decay
         )
 
     def runs_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -138,7 +163,8 @@ class SyntheticEvaluator(L.LightningModule):
             "num_runs": hp.num_runs,
             "epochs": hp.epochs,
             "schedule": hp.schedule,
-            "lr": hp.lr,
+            "lr": self.base_lr,
+            "lr_source": "learned syn_lr" if hp.lr == LEARNED else "config",
             "dsa": hp.dsa,
             "accuracies": [float(a) for a in accs],
             "mean": float(accs.mean()),
@@ -158,13 +184,15 @@ class SyntheticEvaluator(L.LightningModule):
         dataset_name: str,
         batch_size: int = 256,
         precision: str = "32-true",
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The same training without a Trainer: for callbacks that evaluate mid-distillation and for
         scripts, where a Trainer's per-epoch bookkeeping would dominate a 100-image epoch.
 
         ``precision`` takes Lightning's names for what this loop supports: ``"32-true"``, or
         ``"bf16-mixed"`` (autocast, as ``--trainer.precision bf16-mixed`` does on the Lightning path),
-        which CPUs with AVX512-BF16 and GPUs run faster.
+        which CPUs with AVX512-BF16 and GPUs run faster. ``extra`` is the set's ``extra`` dict, read
+        for the learned rate when ``lr="learned"``.
         """
         if precision not in ("32-true", "32", "bf16-mixed"):
             raise ValueError(f"precision must be '32-true' or 'bf16-mixed', got {precision!r}")
@@ -173,7 +201,7 @@ class SyntheticEvaluator(L.LightningModule):
             if precision == "bf16-mixed"
             else contextlib.nullcontext()
         )
-        self.prepare(dataset_name)
+        self.prepare(dataset_name, extra, "the set passed to fit_plain")
         hp = self.hparams
         opt = self.make_optimizer()
         gen = torch.Generator().manual_seed(mix_seed(hp.seed, 5))
@@ -182,7 +210,7 @@ class SyntheticEvaluator(L.LightningModule):
         t0 = time.perf_counter()
         for epoch in range(hp.epochs):
             for g in opt.param_groups:
-                g["lr"] = hp.lr * lr_factor(hp.schedule, epoch, hp.epochs)
+                g["lr"] = self.base_lr * lr_factor(hp.schedule, epoch, hp.epochs)
             perm = torch.randperm(n, generator=gen).to(images.device)
             for idx in perm.split(batch_size):
                 with autocast:
@@ -204,7 +232,8 @@ class SyntheticEvaluator(L.LightningModule):
             )
         syn = getattr(dm, "synthetic", None)
         name = syn.dataset if syn is not None else type(dm).__name__.replace("DataModule", "").lower()
-        self.prepare(name)
+        source = str(getattr(dm, "path", type(dm).__name__))
+        self.prepare(name, syn.extra if syn is not None else None, source)
 
     def configure_optimizers(self):
         opt = self.make_optimizer()
@@ -265,7 +294,7 @@ class EvaluateSyntheticCallback(L.Callback):
         every_n_steps: int = 500,
         num_runs: int = 2,
         epochs: int = 300,
-        lr: float = 0.01,
+        lr: float | Literal["learned"] = 0.01,
         schedule: str = "step",
         batch_size: int = 256,
         results_path: str | None = None,
@@ -292,6 +321,7 @@ class EvaluateSyntheticCallback(L.Callback):
                 syn.dataset,
                 batch_size=self.batch_size,
                 precision=self.precision,
+                extra=syn.extra,
             )
         res["step"] = int(trainer.global_step)
         self.history.append(res)

@@ -587,8 +587,8 @@ class PAD(Distiller):
         return self.label_logits.detach().float().cpu().clone()
 
     def export_extra(self) -> dict[str, Any]:
-        # Recorded for evaluators that train at the learned rate (DATM/PAD evaluate with
-        # ``args.lr_net = syn_lr``); ddlight's evaluator keeps its configured protocol rate.
+        # DATM/PAD evaluate their sets at ``args.lr_net = syn_lr``; ddlight's evaluator does so with
+        # ``lr: learned`` and otherwise keeps its configured protocol rate.
         return {**super().export_extra(), "syn_lr": float(self.syn_lr.detach())}
 
 
