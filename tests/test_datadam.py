@@ -303,3 +303,19 @@ def test_evaluate_callback_logs_accuracy(tmp_path):
     import json
 
     assert len(json.loads((tmp_path / "evals.json").read_text())) == 2
+
+
+def test_evaluate_callback_refuses_learned_lr_before_distilling(tmp_path):
+    """DataDAM learns no student rate: lr='learned' must fail at fit start, not at the first evaluation."""
+    from ddlight.methods.evaluator import EvaluateSyntheticCallback
+
+    with pytest.raises(ValueError, match="lr must be a number or 'learned'"):
+        EvaluateSyntheticCallback(ConvNet(width=8), lr="learnt")
+    cb = EvaluateSyntheticCallback(ConvNet(width=8), every_n_steps=1, num_runs=1, epochs=1, lr="learned")
+    model = small_model(batch_real=4, export_dir=str(tmp_path))
+    trainer = L.Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[cb]
+    )
+    with pytest.raises(ValueError, match=r"syn_lr.*DataDAM\.export_extra"):
+        trainer.fit(model, MNISTDataModule(source="bundled", episode_per_class=4))
+    assert trainer.global_step == 0 and cb.history == []  # no distillation step ran

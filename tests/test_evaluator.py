@@ -85,7 +85,7 @@ def test_fit_plain_bf16_autocast_trains_and_refuses_unknown_precision():
         ev.fit_plain(syn.images, syn.labels, dm.test_dataloader(), "mnist", precision="16-mixed")
 
 
-def evaluate_args(path, tmp_path, epochs: int = 2, runs: int = 2, *extra: str) -> list[str]:
+def evaluate_args(path, tmp_path, epochs: int, runs: int, *extra: str) -> list[str]:
     """configs/evaluate_mnist.yaml on a saved set, against the bundled digits, shrunk for a test."""
     return [
         "fit",
@@ -130,7 +130,7 @@ def test_bad_schedule():
 
 
 def test_learned_lr_trains_exactly_as_the_sets_rate_would():
-    syn, dm = bundled_set()
+    syn, _ = bundled_set()
     extra = {"syn_lr": 0.037}
 
     def trained(lr):
@@ -149,7 +149,7 @@ def test_learned_lr_trains_exactly_as_the_sets_rate_would():
 def test_learned_lr_refuses_a_set_without_one(tmp_path):
     with pytest.raises(ValueError, match="lr must be a number or 'learned'"):
         SyntheticEvaluator(MLP(), lr="learnt")
-    syn, dm = bundled_set()
+    syn, _ = bundled_set()
     ev = SyntheticEvaluator(ConvNet(width=8), num_runs=1, epochs=1, lr="learned")
     with pytest.raises(ValueError, match=r"extra\['syn_lr'\].*got None"):
         ev.fit_plain(syn.images, syn.labels, [], "mnist")

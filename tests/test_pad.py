@@ -303,6 +303,18 @@ def test_configs_parse(name, experts_name, tmp_path, monkeypatch):
     assert hp.max_start_epoch - 1 + hp.expert_epochs <= experts.hparams.epochs
 
 
+def test_cpu_ipc1_config_keeps_the_gpu_recipe(tmp_path, monkeypatch):
+    """configs/pad_mnist_ipc1_early.yaml is documented as the GPU IPC 1 recipe on a CPU buffer."""
+    monkeypatch.chdir(tmp_path)
+
+    def recipe(path):
+        hp = dict(DDLightCLI(args=["--config", str(path)], run=False).model.hparams)
+        return {k: v for k, v in hp.items() if k not in ("net", "buffer_dir", "export_dir")}
+
+    gpu = recipe(CONFIGS / "gpu" / "pad_mnist_ipc1.yaml")
+    assert recipe(CONFIGS / "pad_mnist_ipc1_early.yaml") == gpu and gpu["syn_steps"] == 80
+
+
 def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copytree(buffer_dir, tmp_path / "artifacts" / "experts_mnist")

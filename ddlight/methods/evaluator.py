@@ -116,8 +116,8 @@ class SyntheticEvaluator(L.LightningModule):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if num_runs < 1:
             raise ValueError(f"num_runs must be >= 1, got {num_runs}")
-        if lr != LEARNED:
-            resolve_lr(lr, None, "")  # reject other strings now, not when training starts
+        # a learned rate is read from the set in prepare(); any other string is refused here, before training
+        self.base_lr = math.nan if lr == LEARNED else resolve_lr(lr, None, "")
         self.save_hyperparameters()
         self.net = net  # the template; kept so the config and checkpoint name the architecture
         self.nets = nn.ModuleList(
@@ -127,7 +127,6 @@ class SyntheticEvaluator(L.LightningModule):
         self.results: dict[str, Any] = {}
         self._t0 = 0.0
         self._dsa_gen: torch.Generator | None = None
-        self.base_lr = float(lr) if lr != LEARNED else math.nan  # resolved in prepare()
 
     # ----------------------------------------------------------------------------- shared pieces
     def prepare(self, dataset_name: str, extra: dict[str, Any] | None = None, source: str = "") -> None:
@@ -300,6 +299,8 @@ class EvaluateSyntheticCallback(L.Callback):
         results_path: str | None = None,
         precision: str = "32-true",
     ) -> None:
+        if lr != LEARNED:
+            resolve_lr(lr, None, "")  # a typo must not wait for the first evaluation to surface
         self.net = net
         self.precision = precision
         self.every_n_steps = every_n_steps
@@ -337,6 +338,13 @@ class EvaluateSyntheticCallback(L.Callback):
         path = Path(self.results_path) if self.results_path else getattr(pl_module, "export_path", None)
         if path is not None:
             write_json_atomic(path if self.results_path else path / "evals.json", self.history)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # lr="learned" needs a distiller that learns a student rate (PAD); say so before distilling,
+        # not after every_n_steps iterations of work.
+        if self.kwargs["lr"] == LEARNED:
+            extra = pl_module.export_extra() if hasattr(pl_module, "export_extra") else None
+            resolve_lr(LEARNED, extra, f"{type(pl_module).__name__}.export_extra()")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
