@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import lightning as L
+import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
 
 # Imported so short class names (e.g. ``class_path: BaselineTrainer``) resolve in configs and flags.
 import ddlight.data  # noqa: F401
@@ -21,6 +31,13 @@ TRAINER_DEFAULTS = {
     },
     "enable_progress_bar": True,
 }
+# Arguments that describe the data rather than the architecture: they carry over when a flag swaps the
+# class of a network (the images are still the same size), everything else resets to the new class's default.
+DATA_SHAPE_ARGS = frozenset({"channel", "num_classes", "im_size"})
+# Errors whose message is the whole story (bad input, missing files, divergence): printed without a
+# traceback unless DDLIGHT_TRACEBACK=1.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+EXIT_INTERRUPTED = 130  # the shell's convention for "stopped by SIGINT"
 
 
 class DDLightCLI(LightningCLI):
@@ -40,7 +57,101 @@ class DDLightCLI(LightningCLI):
             **kwargs,
         )
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, (dict, Namespace)) else []
+        for path in config_paths(argv):
+            problem = yaml_problem(path)
+            if problem:
+                parser.error(problem)
+        super().parse_arguments(parser, args)
+        root = self.config.get(self.config.get("subcommand")) if "subcommand" in self.config else self.config
+        for note in reset_swapped_classes(root, argv):
+            rank_zero_warn(note)
+
+
+def config_paths(argv: Sequence[str]) -> list[Path]:
+    """The files named by ``--config X`` / ``--config=X``."""
+    out = []
+    for i, tok in enumerate(argv):
+        if tok == "--config" and i + 1 < len(argv):
+            out.append(Path(argv[i + 1]))
+        elif tok.startswith("--config="):
+            out.append(Path(tok.split("=", 1)[1]))
+    return out
+
+
+def yaml_problem(path: Path) -> str:
+    """A YAML syntax error in ``path`` as one line naming the file, line and column ("" if it parses)."""
+    if not path.is_file():
+        return ""  # jsonargparse's own "does not exist" message names it
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(err, "problem", None) or str(err)
+        return f"config file {path}: YAML syntax error{where}: {what}"
+    return ""
+
+
+def _swap_flags(argv: Sequence[str]) -> list[tuple[int, str]]:
+    """(position, key) of every ``--key ClassName`` / ``--key=ClassName`` token that names a class."""
+    out = []
+    for i, tok in enumerate(argv):
+        if not tok.startswith("--") or tok.startswith("--config"):
+            continue
+        key, _, value = tok[2:].partition("=")
+        if not value and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value and value.rpartition(".")[2][:1].isupper() and not value.startswith(("{", "[")):
+            out.append((i, key))
+    return out
+
+
+def reset_swapped_classes(config: Namespace, argv: Sequence[str]) -> list[str]:
+    """After a flag swaps a class (``--model.init_args.net ddlight.models.ResNet18``), jsonargparse keeps
+    every init arg of the old block that the new class also accepts: ConvNet's ``width: 128`` silently
+    becomes ResNet18's width (default 64), a non-standard, 4x costlier net. Reset those to the new class's
+    defaults (except :data:`DATA_SHAPE_ARGS` and args given after the swap) and say what was reset."""
+    notes = []
+    for pos, key in _swap_flags(argv):
+        node = config.get(key)
+        if not isinstance(node, Namespace) or "class_path" not in node:
+            continue
+        later = " ".join(argv[pos + 1 :])
+        if "--config" in later:
+            continue  # a config after the swap may set anything on purpose
+        module, _, cls_name = str(node["class_path"]).rpartition(".")
+        cls = getattr(importlib.import_module(module), cls_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            continue  # networks only: a data module's args (data_dir, episodes) are meant to carry
+        params = inspect.signature(cls).parameters
+        init = node.get("init_args") or Namespace()
+        reset = []
+        for name, value in list(vars(init).items()):
+            p = params.get(name)
+            explicit = f"--{key}.init_args.{name}" in later or f"--{key}.{name}" in later
+            if name in DATA_SHAPE_ARGS or explicit or p is None or p.default is inspect.Parameter.empty:
+                continue
+            if value != p.default:
+                reset.append(f"{name} {value!r} -> {p.default!r}")
+                init[name] = p.default
+        if reset:
+            notes.append(
+                f"--{key} swapped in {cls_name}: reset {', '.join(reset)} (the previous block's values; "
+                f"{cls_name}'s defaults now). Pass --{key}.init_args.NAME after the swap to set one."
+            )
+    return notes
+
 
 def main(args: Sequence[str] | None = None) -> None:
     limit_heap_retention()  # opt-in via DDLIGHT_MMAP_THRESHOLD (ddlight/utils/memory.py)
-    DDLightCLI(args=None if args is None else list(args))
+    try:
+        cli = DDLightCLI(args=None if args is None else list(args))
+    except USER_ERRORS as err:
+        if os.environ.get("DDLIGHT_TRACEBACK"):
+            raise
+        print(f"ddlight: error: {err}\n(set DDLIGHT_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        sys.exit(1)
+    if getattr(getattr(cli, "model", None), "stop_reason", None):
+        sys.exit(EXIT_INTERRUPTED)

@@ -28,3 +28,16 @@ class RecordRanks(L.Callback):
             },
             self.out_dir / f"rank{trainer.global_rank}.pt",
         )
+
+
+class InterruptAt(L.Callback):
+    """Sends this process a real SIGINT at the end of step ``step``, as Ctrl-C in a terminal would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)

@@ -112,3 +112,41 @@ def test_fit_fast_dev_run_mhist_fixture(tmp_path):
     )
     assert cli.trainer.global_step == 1
     assert cli.datamodule.train_images.shape[1:] == (3, 224, 224)
+
+
+def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(
+        "model:\n  class_path: ddlight.methods.BaselineTrainer\n  init_args:\n    lr: 0.1\n   momentum: 0.9\n"
+    )
+    out = run_cli("fit", "--config", str(bad), cwd=tmp_path)
+    assert out.returncode != 0
+    assert f"config file {bad}: YAML syntax error at line 5, column 4" in out.stderr
+
+
+def test_missing_data_is_one_message_not_a_traceback(tmp_path):
+    out = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "baseline_mnist.yaml"),
+        "--data.init_args.data_dir",
+        "nowhere",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    assert "ddlight: error: MNIST files not found" in out.stderr and "Traceback" not in out.stderr
+    assert str((tmp_path / "nowhere" / "MNIST" / "raw").resolve()) in out.stderr
+
+
+def test_swapping_the_network_resets_the_old_blocks_architecture_args():
+    def net_args(*flags: str):
+        cli = DDLightCLI(args=["--config", str(CONFIGS / "baseline_mnist.yaml"), *flags], run=False)
+        return cli.model.net, cli.config["model"]["init_args"]["net"]["init_args"]
+
+    with pytest.warns(UserWarning, match=r"swapped in ResNet18: reset width 128 -> 64"):
+        net, args = net_args("--model.init_args.net", "ddlight.models.ResNet18")
+    assert args["width"] == 64 and net.conv1.out_channels == 64
+    assert net.conv1.in_channels == 1 and args["num_classes"] == 10  # the data's shape carries over
+    # a value given after the swap is the user's and is kept
+    net, args = net_args("--model.init_args.net", "ResNet18", "--model.init_args.net.init_args.width", "32")
+    assert args["width"] == 32 and net.conv1.out_channels == 32

@@ -84,3 +84,39 @@ def test_stratified_holdout_counts():
     labels = torch.arange(4).repeat_interleave(10)
     idx = stratified_holdout(labels, 4, 0.3, seed=0)
     assert torch.bincount(labels[idx]).tolist() == [3, 3, 3, 3]
+
+
+def write_idx(path, dims, payload_bytes: int | None = None) -> None:
+    """An IDX file of uint8 zeros with header ``dims``; ``payload_bytes`` cuts (or pads) its data."""
+    import math
+
+    header = bytes([0, 0, 0x08, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+    n = math.prod(dims) if payload_bytes is None else payload_bytes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + bytes(n))
+
+
+def test_idx_header_check_by_hand(tmp_path):
+    from ddlight.data.idx import IDXFileError, check_idx
+
+    write_idx(tmp_path / "ok", (3, 2, 2))
+    assert check_idx(tmp_path / "ok") == (3, 2, 2)
+    write_idx(tmp_path / "long", (3, 2, 2), 13)
+    with pytest.raises(IDXFileError, match="longer than its header says"):
+        check_idx(tmp_path / "long")
+    (tmp_path / "junk").write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(IDXFileError, match="not an IDX file"):
+        check_idx(tmp_path / "junk")
+
+
+def test_truncated_idx_names_the_file(tmp_path):
+    from ddlight.data.idx import IDXFileError
+
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "train-images-idx3-ubyte", (60000, 28, 28), 1000)  # an interrupted copy
+    write_idx(raw / "train-labels-idx1-ubyte", (60000,))
+    with pytest.raises(IDXFileError) as err:
+        MNISTDataModule(data_dir=str(tmp_path)).setup()
+    msg = str(err.value)
+    assert str(raw / "train-images-idx3-ubyte") in msg and "truncated" in msg
+    assert "60000 x 28 x 28 uint8 (47,040,016 bytes)" in msg and "1,016 bytes" in msg

@@ -222,6 +222,9 @@ def test_mhist_config_fast_dev_run(tmp_path):
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
 def test_ddp_two_ranks_keep_identical_images(tmp_path):
+    """The shipped config as the README runs it under DDP: no export_dir (so the export path comes from
+    the logger, a broadcast), a logger and periodic checkpoints. It used to hang forever after the last
+    step: rank 0 entered that broadcast from rank-zero-only export code."""
     env = dict(
         os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
     )
@@ -238,8 +241,8 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
             "10",
             "--model.init_args.grid_every",
             "0",
-            "--model.init_args.export_dir",
-            str(tmp_path / "out"),
+            "--model.init_args.checkpoint_every",
+            "2",
             "--trainer.max_steps",
             "4",
             "--trainer.strategy",
@@ -248,7 +251,10 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
             "cpu",
             "--trainer.devices",
             "2",
-            *QUIET,
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "logs"),
+            "--trainer.enable_progress_bar",
+            "false",
             "--trainer.callbacks+=ddp_probe.RecordRanks",
             f"--trainer.callbacks.out_dir={tmp_path}",
         ],
@@ -256,14 +262,20 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=240,  # a hang fails here instead of stalling the suite
     )
     assert out.returncode == 0, out.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0["world_size"] == 2 and r0["pid"] != r1["pid"]
     assert torch.equal(r0["images"], r1["images"])
     assert not torch.equal(r0["batches"], r1["batches"])
-    assert (tmp_path / "out" / "synthetic.pt").exists()
+    latest = tmp_path / "logs" / "datadam_mnist" / "latest"
+    assert latest.is_symlink() and os.readlink(latest) == "version_0"
+    syn = SyntheticSet.load(latest / "synthetic.pt")
+    assert syn.iteration == 4 and syn.partial == ""
+    torch.testing.assert_close(syn.images, r0["images"])
+    assert torch.load(latest / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert (out.stdout + out.stderr).count("[ddlight] synthetic set written to") == 1  # rank 0 only
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path):

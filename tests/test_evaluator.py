@@ -164,3 +164,29 @@ def test_learned_lr_refuses_a_set_without_one(tmp_path):
     DDLightCLI(args=args)
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["lr"] == 0.02 and res["lr_source"] == "learned syn_lr"
+
+
+def test_runs_whose_loss_does_not_fall_are_flagged(tmp_path):
+    syn, dm = bundled_set(ipc=2)
+    learns = SyntheticEvaluator(ConvNet(width=16), num_runs=2, epochs=20, dsa=False)
+    res = learns.fit_plain(syn.images, syn.labels, [], "mnist")
+    assert res["runs_not_learning"] == []
+    assert all(
+        a > b + 0.5 for a, b in zip(res["train_loss_first_epoch"], res["train_loss_last_epoch"], strict=True)
+    )
+    # lr 0: the networks never move, as an architecture the recipe cannot train (AlexNet at 0.01) barely does
+    stuck = SyntheticEvaluator(ConvNet(width=16), num_runs=2, epochs=3, dsa=False, lr=0.0)
+    with pytest.warns(UserWarning, match=r"2 of 2 ConvNet run\(s\) did not learn"):
+        res = stuck.fit_plain(syn.images, syn.labels, [], "mnist")
+    assert res["runs_not_learning"] == [0, 1]
+    torch.testing.assert_close(
+        torch.tensor(res["train_loss_first_epoch"]), torch.tensor(res["train_loss_last_epoch"])
+    )
+
+
+def test_loss_floor_of_soft_labels_is_their_entropy():
+    from ddlight.ops.losses import label_entropy
+
+    assert label_entropy(torch.tensor([0, 1])) == 0.0
+    uniform = torch.zeros(3, 4)  # logits of a uniform distribution over 4 classes
+    assert label_entropy(uniform) == pytest.approx(float(torch.log(torch.tensor(4.0))))

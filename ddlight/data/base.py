@@ -7,6 +7,7 @@ no per-sample Python code runs while loading.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,6 +126,14 @@ class ClassBalancedEpisodes(IterableDataset):
             missing = torch.nonzero(self.counts == 0).flatten().tolist()
             raise ValueError(
                 f"classes {missing} have no training images; cannot build class-balanced episodes"
+            )
+        if n_per_class > int(self.counts.min()):
+            small = int(self.counts.argmin())
+            warnings.warn(
+                f"episodes of {n_per_class} images per class, but class {small} has only "
+                f"{int(self.counts[small])} training images: its episodes repeat images (drawn with "
+                "replacement); lower episode_per_class / batch_real to avoid it",
+                stacklevel=2,
             )
         self.num_classes, self.n = num_classes, n_per_class
         self.mean, self.std = mean, std

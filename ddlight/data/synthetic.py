@@ -25,6 +25,9 @@ from ddlight.data.io import atomic_path, atomic_torch_save
 
 # Bump when the stored layout changes; load() refuses other versions rather than guessing.
 FORMAT_VERSION = 1
+# What a distiller writes into its export directory.
+SYNTHETIC_FILE = "synthetic.pt"
+GRID_FILE = "grid.png"
 
 REQUIRED_KEYS = (
     "format_version",
@@ -200,6 +203,11 @@ def _validate(d: Any, path: Path | str) -> dict[str, Any]:
     }
     for key, default in (("iteration", 0), ("seed", 0)):
         out[key] = _check_int(d, key, path, 0 if key == "iteration" else None) if key in d else default
+    # Optional (older files lack it): why the set is not a finished run's, "" for a finished one.
+    partial = d.get("partial", "")
+    if not isinstance(partial, str):
+        raise _fail(path, "partial", "a str (empty for a finished run)", _describe(partial))
+    out["partial"] = partial
     for key in ("config", "extra"):
         v = d.get(key, {})
         if not isinstance(v, dict):
@@ -224,6 +232,8 @@ class SyntheticSet:
     seed: int = 0
     config: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # Non-empty for a set exported before its run finished (checkpoint, interrupt, divergence): the reason.
+    partial: str = ""
 
     @property
     def is_soft(self) -> bool:
@@ -260,6 +270,7 @@ class SyntheticSet:
             "seed": int(self.seed),
             "config": jsonable(dict(self.config)),
             "extra": _storable(dict(self.extra)),
+            "partial": str(self.partial),
         }
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -46,7 +46,11 @@ class DataDAM(Distiller):
         power: attention exponent p. sam_weight, embed_weight: weights of the attention and embedding terms.
         dsa_strategy: DSA ops; flip is dropped automatically for digit datasets.
         grid_every: log the image grid to TensorBoard every this many steps (0: only at the end).
-        export_dir: where ``synthetic.pt``/``grid.png`` go (default: the logger's version folder).
+        export_dir: where ``synthetic.pt``/``grid.png`` go (default: the logger's version folder, also
+            reachable as ``logs/<name>/latest``).
+        checkpoint_every: steps between ``<export dir>/checkpoints/last.ckpt`` saves (0: none; also none when
+            the trainer's ``enable_checkpointing`` is false). check_every: steps between reads of the
+            divergence flags (see :mod:`ddlight.methods.run_guard`).
     """
 
     method_name = "datadam"
@@ -67,8 +71,10 @@ class DataDAM(Distiller):
         seed: int = 0,
         grid_every: int = 100,
         export_dir: str | None = None,
+        checkpoint_every: int = 50,
+        check_every: int = 10,
     ) -> None:
-        super().__init__(ipc, init, seed, grid_every, export_dir)
+        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
         if not hasattr(net, "forward_blocks"):
             raise TypeError(
                 "DataDAM needs a network with forward_blocks() (e.g. ddlight.models.ConvNet), "

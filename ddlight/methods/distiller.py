@@ -15,10 +15,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 
 from ddlight.data.base import class_index, normalize_uint8, sample_per_class
-from ddlight.data.synthetic import jsonable
+from ddlight.data.io import point_link
+from ddlight.data.synthetic import GRID_FILE, SYNTHETIC_FILE, jsonable
+from ddlight.methods.run_guard import RunGuard
 from ddlight.models.init import mix_seed, reinitialize
 
 INITS = ("real", "noise", "kcenter")
+# The init argument that sets each optimizer parameter group's learning rate, named in divergence errors.
+LR_ARGS = {"images": "lr_img", "labels": "lr_label", "syn_lr": "lr_lr"}
 
 
 class Distiller(L.LightningModule):
@@ -38,12 +42,18 @@ class Distiller(L.LightningModule):
         seed: int,
         grid_every: int,
         export_dir: str | None,
+        checkpoint_every: int = 50,
+        check_every: int = 10,
     ) -> None:
         super().__init__()
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if ipc < 1:
             raise ValueError(f"ipc must be >= 1, got {ipc}")
+        if checkpoint_every < 0 or check_every < 1:
+            raise ValueError(
+                f"need checkpoint_every >= 0 and check_every >= 1, got {checkpoint_every}, {check_every}"
+            )
         self.automatic_optimization = False
         self.images: nn.Parameter | None = None
         self.register_buffer("labels", torch.empty(0, dtype=torch.long))
@@ -54,6 +64,10 @@ class Distiller(L.LightningModule):
         # Seconds spent inside training steps: the distillation cost, without evaluation callbacks,
         # checkpointing or logging. Kept across resumes.
         self.distill_seconds = 0.0
+        # Why the run ended early (interrupt, divergence, error); None while it runs or when it finished.
+        self.stop_reason: str | None = None
+        self._export_dir: Path | None = None
+        self._latest_link: Path | None = None
 
     # ----------------------------------------------------------------------------------------- set up
     def setup(self, stage: str) -> None:
@@ -62,13 +76,41 @@ class Distiller(L.LightningModule):
             raise ValueError(
                 f"{type(self).__name__} needs a real-data module (e.g. MNISTDataModule) as `data`"
             )
+        self._resolve_export_dir()
         dm.setup(stage)
         self.mean, self.std = tuple(dm.mean), tuple(dm.std)
         self.num_classes = dm.num_classes
         self.dataset_name = type(dm).__name__.replace("DataModule", "").lower()
         if self.images is None:
+            self.check_ipc(dm)
             self.images = nn.Parameter(self.initial_images(dm))
             self.labels = torch.arange(self.num_classes).repeat_interleave(self.hparams.ipc)
+
+    def _resolve_export_dir(self) -> None:
+        """Where exports go, resolved once on every rank: ``trainer.log_dir`` is a broadcast, and reaching
+        it later from rank-zero-only code (``export``) would leave the other ranks waiting forever."""
+        if self.hparams.export_dir:
+            self._export_dir = Path(self.hparams.export_dir)
+            return
+        log_dir = self.trainer.log_dir
+        self._export_dir = Path(log_dir or self.trainer.default_root_dir)
+        # logs/<name>/version_N gets a logs/<name>/latest link, so commands need not guess N.
+        if self.trainer.loggers and self._export_dir.name.startswith("version_"):
+            self._latest_link = self._export_dir.parent / "latest"
+
+    def check_ipc(self, dm: Any) -> None:
+        """Refuse more synthetic images per class than a class has real ones: a real initialisation would
+        repeat images, and a set that large distils nothing."""
+        counts = torch.bincount(dm.train_labels, minlength=self.num_classes)
+        small = torch.nonzero(counts < self.hparams.ipc).flatten().tolist()
+        if small:
+            names = getattr(dm, "class_names", None) or [str(i) for i in range(self.num_classes)]
+            have = ", ".join(f"{names[c]!r}: {int(counts[c])}" for c in small[:10])
+            raise ValueError(
+                f"ipc={self.hparams.ipc} exceeds the training images of {len(small)} class(es) of "
+                f"{type(dm).__name__} ({have}); init {self.hparams.init!r} would repeat images. Lower "
+                f"model.init_args.ipc to at most {int(counts.min())}."
+            )
 
     def initial_images(self, dm: Any) -> torch.Tensor:
         """Seeded initial set: random real images per class, Gaussian noise, or k-center picks."""
@@ -135,7 +177,7 @@ class Distiller(L.LightningModule):
         self.distill_seconds = float(extra.get("distill_seconds", 0.0))
 
     # ---------------------------------------------------------------------------------------- export
-    def synthetic_set(self):
+    def synthetic_set(self, partial: str = "", iteration: int | None = None):
         from ddlight.data.synthetic import SyntheticSet
 
         return SyntheticSet(
@@ -147,10 +189,11 @@ class Distiller(L.LightningModule):
             method=self.method_name,
             dataset=self.dataset_name,
             ipc=self.hparams.ipc,
-            iteration=int(self.global_step),
+            iteration=int(self.global_step if iteration is None else iteration),
             seed=int(self.hparams.seed),
             config=self.export_config(),
             extra=self.export_extra(),
+            partial=partial,
         )
 
     def export_labels(self) -> torch.Tensor:
@@ -165,21 +208,49 @@ class Distiller(L.LightningModule):
             cfg["data"] = jsonable(dict(getattr(self.trainer.datamodule, "hparams", {})))
         return cfg
 
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The run guard (periodic ``last.ckpt``, graceful Ctrl-C, divergence stop, partial export);
+        checkpoints only when the trainer checkpoints at all (``enable_checkpointing``)."""
+        every = self.hparams.checkpoint_every if self.trainer.checkpoint_callbacks else 0
+        return [RunGuard(check_every=self.hparams.check_every, checkpoint_every=every)]
+
+    def lr_hints(self, groups: list[str]) -> str:
+        """``model.init_args.lr_img (now 1e+30)`` for each group (all groups when ``groups`` is empty)."""
+        names = groups or [str(g.get("name")) for opt in self.trainer.optimizers for g in opt.param_groups]
+        args = [LR_ARGS.get(n, f"the rate of group {n!r}") for n in names]
+        return " or ".join(
+            f"model.init_args.{a} (now {self.hparams[a]:g})" if a in self.hparams else a for a in args
+        )
+
     @property
     def export_path(self) -> Path:
+        if self._export_dir is not None:
+            return self._export_dir
         if self.hparams.export_dir:
             return Path(self.hparams.export_dir)
-        if self._trainer is not None and self.trainer.log_dir:
-            return Path(self.trainer.log_dir)
-        return Path(self.trainer.default_root_dir)
+        return Path(self.trainer.default_root_dir) if self._trainer is not None else Path(".")
 
     @rank_zero_only
-    def export(self) -> Path:
-        syn = self.synthetic_set()
+    def export(self, partial: str = "", iteration: int | None = None) -> Path:
+        """Write ``synthetic.pt`` + ``grid.png``; ``partial`` says why a set is not the finished one.
+
+        Rank-zero-only, so it must not reach a collective (``trainer.log_dir`` is one: see setup)."""
+        syn = self.synthetic_set(partial, iteration)
         out = self.export_path
-        path = syn.save(out / "synthetic.pt")
-        syn.save_grid(out / "grid.png")
+        path = syn.save(out / SYNTHETIC_FILE)
+        syn.save_grid(out / GRID_FILE)
+        if self._latest_link is not None:
+            point_link(self._latest_link, out.name)
         return path
+
+    def progress_note(self) -> str:
+        """Partial-set note for an export in the middle of a run ("" once the last step is reached)."""
+        if self.stop_reason:
+            return self.stop_reason
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and 0 <= max_steps <= self.global_step:
+            return ""
+        return f"in progress: step {self.global_step} of {max_steps if max_steps and max_steps > 0 else '?'}"
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ddlight"] = {
@@ -190,7 +261,7 @@ class Distiller(L.LightningModule):
             "distill_seconds": self.distill_seconds,
         }
         if self.images is not None and self._trainer is not None and self.trainer.state.fn == "fit":
-            self.export()
+            self.export(partial=self.progress_note())
 
     def on_train_end(self) -> None:
         rank_zero_info(
@@ -200,7 +271,7 @@ class Distiller(L.LightningModule):
     def on_fit_end(self) -> None:
         # on_fit_end (not on_train_end) so that a max_steps=0 run still exports its initial set: that is
         # how the "initialisation only" rows of the study are produced.
-        path = self.export()
+        path = self.export(partial=self.stop_reason or "")
         if path is not None:
             rank_zero_info(f"[ddlight] synthetic set written to {path}")
         self.log_grid()

@@ -27,14 +27,15 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from ddlight.data.io import atomic_json_dump
 from ddlight.methods.baseline import check_num_classes
+from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
+from ddlight.ops.losses import label_entropy, soft_or_hard_ce
 
 SCHEDULES = ("step", "cosine", "none")
 LEARNED = "learned"
@@ -63,13 +64,6 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
     return 1.0
-
-
-def soft_or_hard_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against hard labels, or against ``softmax(labels)`` when labels are logits (PAD)."""
-    if labels.dtype.is_floating_point:
-        return torch.sum(-F.softmax(labels, dim=-1) * F.log_softmax(logits, dim=-1), dim=-1).mean()
-    return F.cross_entropy(logits, labels)
 
 
 @torch.inference_mode()
@@ -127,10 +121,21 @@ class SyntheticEvaluator(L.LightningModule):
         self.results: dict[str, Any] = {}
         self._t0 = 0.0
         self._dsa_gen: torch.Generator | None = None
+        self.trend = LossTrend()
+        self._label_floor = 0.0
+        self._partial = ""
 
     # ----------------------------------------------------------------------------- shared pieces
-    def prepare(self, dataset_name: str, extra: dict[str, Any] | None = None, source: str = "") -> None:
+    def prepare(
+        self,
+        dataset_name: str,
+        extra: dict[str, Any] | None = None,
+        source: str = "",
+        labels: torch.Tensor | None = None,
+    ) -> None:
         hp = self.hparams
+        self.trend = LossTrend()
+        self._label_floor = label_entropy(labels) if labels is not None else 0.0
         self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
         self.dsa_op = DSA(strategy_for(dataset_name, hp.dsa_strategy)) if hp.dsa else None
         self._dsa_gen = torch.Generator().manual_seed(mix_seed(hp.seed, 4))
@@ -142,8 +147,8 @@ class SyntheticEvaluator(L.LightningModule):
         )
 
     def runs_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum over runs of each run's loss on its own augmentation of the batch."""
-        total = x.new_zeros(())
+        """(num_runs,) losses, each run's on its own augmentation of the batch; their sum trains all runs."""
+        losses = []
         for net in self.nets:
             xa = x
             if self.dsa_op is not None:
@@ -151,8 +156,8 @@ class SyntheticEvaluator(L.LightningModule):
                     x.shape[0], generator=self._dsa_gen, device=x.device, share_op=True
                 )
                 xa = self.dsa_op.apply(x, params)
-            total = total + soft_or_hard_ce(net(xa), y)
-        return total
+            losses.append(soft_or_hard_ce(net(xa), y))
+        return torch.stack(losses)
 
     def finish(self, loader: Iterable, train_seconds: float) -> dict[str, Any]:
         accs = accuracy(self.nets, loader, self.device)
@@ -170,10 +175,30 @@ class SyntheticEvaluator(L.LightningModule):
             "std": float(accs.std(unbiased=False)) if hp.num_runs > 1 else 0.0,
             "train_seconds_total": train_seconds,
             "train_seconds_per_run": train_seconds / hp.num_runs,
+            **self.learning_check(),
         }
+        if self._partial:
+            self.results["set_partial"] = self._partial
         if hp.results_path:
             write_json_atomic(Path(hp.results_path), self.results)
         return self.results
+
+    def learning_check(self) -> dict[str, Any]:
+        """First/last epoch training loss per run, and the runs whose loss did not fall (flagged and warned:
+        an architecture the recipe cannot train, e.g. AlexNet at lr 0.01, tests near chance and says
+        nothing about the set)."""
+        first, last, stuck = self.trend.summary(self._label_floor)
+        if first is None:
+            return {}
+        if stuck:
+            pairs = ", ".join(f"run {r}: {first[r]:.3f} -> {last[r]:.3f}" for r in stuck)
+            rank_zero_warn(
+                f"SyntheticEvaluator: {len(stuck)} of {len(first)} {type(self.net).__name__} run(s) did not "
+                f"learn ({pairs} mean training loss, first -> last epoch; the loss fell by less than "
+                f"{int(100 * MIN_LOSS_DROP)} % of the way to its floor {self._label_floor:.3f}). Their "
+                "accuracy says little about the set: try another lr (model.init_args.lr) or architecture."
+            )
+        return {"train_loss_first_epoch": first, "train_loss_last_epoch": last, "runs_not_learning": stuck}
 
     def fit_plain(
         self,
@@ -200,7 +225,7 @@ class SyntheticEvaluator(L.LightningModule):
             if precision == "bf16-mixed"
             else contextlib.nullcontext()
         )
-        self.prepare(dataset_name, extra, "the set passed to fit_plain")
+        self.prepare(dataset_name, extra, "the set passed to fit_plain", labels)
         hp = self.hparams
         opt = self.make_optimizer()
         gen = torch.Generator().manual_seed(mix_seed(hp.seed, 5))
@@ -213,9 +238,10 @@ class SyntheticEvaluator(L.LightningModule):
             perm = torch.randperm(n, generator=gen).to(images.device)
             for idx in perm.split(batch_size):
                 with autocast:
-                    loss = self.runs_loss(images[idx], labels[idx])
+                    losses = self.runs_loss(images[idx], labels[idx])
+                self.trend.add(epoch, losses)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                losses.sum().backward()
                 opt.step()
         return self.finish(test_loader, time.perf_counter() - t0)
 
@@ -232,7 +258,10 @@ class SyntheticEvaluator(L.LightningModule):
         syn = getattr(dm, "synthetic", None)
         name = syn.dataset if syn is not None else type(dm).__name__.replace("DataModule", "").lower()
         source = str(getattr(dm, "path", type(dm).__name__))
-        self.prepare(name, syn.extra if syn is not None else None, source)
+        self.prepare(name, syn.extra if syn is not None else None, source, syn.labels if syn else None)
+        self._partial = syn.partial if syn is not None else ""
+        if self._partial:
+            rank_zero_warn(f"SyntheticEvaluator: {source} is a partial set ({self._partial})")
 
     def configure_optimizers(self):
         opt = self.make_optimizer()
@@ -245,9 +274,10 @@ class SyntheticEvaluator(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = self.runs_loss(x, y)
-        self.log("eval/train_loss", loss.detach() / self.hparams.num_runs, prog_bar=True)
-        return loss
+        losses = self.runs_loss(x, y)
+        self.trend.add(self.current_epoch, losses)
+        self.log("eval/train_loss", losses.detach().mean(), prog_bar=True)
+        return losses.sum()
 
     def on_train_end(self) -> None:
         seconds = time.perf_counter() - self._t0

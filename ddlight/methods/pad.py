@@ -25,7 +25,7 @@ reference                       here
 images SGD ``lr_img``, mom 0.5  same, one optimizer with three parameter groups
 labels SGD ``lr_y``,            ``lr_label``, ``momentum_label``
   ``Momentum_y``
-``SoftCrossEntropy``            :func:`ddlight.methods.evaluator.soft_or_hard_ce` (same formula)
+``SoftCrossEntropy``            :func:`ddlight.ops.losses.soft_or_hard_ce` (same formula)
 ``pix_init:                     ``init: real``: per class, random real images the label expert classifies
   samples_predicted_correctly``   correctly; soft labels = mean logits of the experts that classify each
                                   image correctly, at epoch ``label_expert_epoch`` (``Label_Model_Timestamp``)
@@ -85,10 +85,10 @@ from torch.func import functional_call
 from ddlight.data.base import class_index, sample_per_class
 from ddlight.methods.baseline import check_num_classes
 from ddlight.methods.distiller import Distiller
-from ddlight.methods.evaluator import soft_or_hard_ce
 from ddlight.methods.experts import ExpertBuffer
 from ddlight.models.init import mix_seed
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, DSAParams, strategy_for
+from ddlight.ops.losses import soft_or_hard_ce
 
 # PAD's configs/CIFAR-10/ConvIN/IPC{1,10,50,500,1000}.yaml: fraction of the flat parameter vector (from the
 # first layer on) left out of the matching loss. PAD's argument: shallow layers carry low-level information
@@ -234,7 +234,7 @@ class PAD(Distiller):
         dsa_strategy: DSA ops; flip is dropped for digit datasets.
         checkpoint_segments: 0 keeps the whole unrolled graph; s > 0 recomputes it in s segments during
             backward (about sqrt(syn_steps) segments minimises memory).
-        seed, grid_every, export_dir: as for every distiller.
+        seed, grid_every, export_dir, checkpoint_every, check_every: as for every distiller (DataDAM).
     """
 
     method_name = "pad"
@@ -269,8 +269,10 @@ class PAD(Distiller):
         seed: int = 0,
         grid_every: int = 100,
         export_dir: str | None = None,
+        checkpoint_every: int = 50,
+        check_every: int = 10,
     ) -> None:
-        super().__init__(ipc, init, seed, grid_every, export_dir)
+        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
         if init not in ("real", "noise"):
             raise ValueError(
                 f"PAD supports init 'real' (correctly classified images) or 'noise', got {init!r}"
