@@ -81,9 +81,9 @@ def run_reference_style(batch_real: int, steps: int, warmup: int) -> dict:
     import torch.nn.functional as F
 
     from ddlight.data import MNISTDataModule
-    from ddlight.data.base import normalize_uint8
     from ddlight.models import ConvNet
     from ddlight.ops.augment import DSA
+    from ddlight.utils.classwise import normalize_uint8
 
     torch.manual_seed(0)
     dm = MNISTDataModule(data_dir=str(DATA))

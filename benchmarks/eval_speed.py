@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from ddlight.data import MNISTDataModule
-from ddlight.data.base import normalize_uint8
 from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA
+from ddlight.utils.classwise import normalize_uint8
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -57,6 +57,11 @@ class DDLightCLI(LightningCLI):
             **kwargs,
         )
 
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        # One seed flag: a method's seed also seeds its data module (episode draws, splits); two different
+        # values would also make Lightning refuse to log the two modules' hyper-parameters together.
+        parser.link_arguments("model.init_args.seed", "data.init_args.seed")
+
     def parse_arguments(self, parser: Any, args: Any) -> None:
         argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, (dict, Namespace)) else []
         for path in config_paths(argv):

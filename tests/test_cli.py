@@ -150,3 +150,27 @@ def test_swapping_the_network_resets_the_old_blocks_architecture_args():
     # a value given after the swap is the user's and is kept
     net, args = net_args("--model.init_args.net", "ResNet18", "--model.init_args.net.init_args.width", "32")
     assert args["width"] == 32 and net.conv1.out_channels == 32
+
+
+def test_one_seed_flag_seeds_the_method_and_its_data(tmp_path):
+    from cli_args import TINY_DATADAM
+
+    cli = DDLightCLI(
+        args=[
+            "fit",
+            "--config",
+            str(CONFIGS / "datadam_mnist.yaml"),
+            *TINY_DATADAM,
+            "--model.init_args.seed",
+            "1",
+            "--model.init_args.export_dir",
+            str(tmp_path),
+            "--trainer.max_steps",
+            "1",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "logs"),  # a logger merges both modules' hparams: that is where it crashed
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    assert cli.model.hparams.seed == 1 and cli.datamodule.seed == 1 and cli.trainer.global_step == 1

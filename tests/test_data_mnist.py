@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ddlight.data import MNISTDataModule
-from ddlight.data.base import class_index, sample_per_class, stratified_holdout
+from ddlight.utils.classwise import class_index, sample_per_class, stratified_holdout
 
 
 def test_real_mnist_layout(mnist_root):

@@ -12,11 +12,12 @@ import pytest
 import torch
 from cli_args import TINY_DATADAM
 
+from ddlight.artifacts import LAST_CHECKPOINT
 from ddlight.cli import DDLightCLI
 from ddlight.data import MNISTDataModule, SyntheticSet
 from ddlight.data.base import ClassBalancedEpisodes
 from ddlight.methods import DataDAM
-from ddlight.methods.run_guard import LAST_CHECKPOINT, DivergedError
+from ddlight.methods.run_guard import DivergedError
 from ddlight.models import ConvNet
 
 ROOT = Path(__file__).resolve().parents[1]

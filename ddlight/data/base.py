@@ -22,37 +22,40 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-
-def normalize_uint8(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalised float32."""
-    x = images.float().div_(255.0)
-    return x.sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
-
-
-def denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Normalised float -> [0, 1] for display."""
-    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x * std + mean).clamp(0, 1)
+from ddlight.utils.classwise import class_index, normalize_uint8, sample_per_class, stratified_holdout
 
 
 class TensorBatchDataset(Dataset):
-    """A dataset whose ``__getitem__`` takes a list/tensor of indices and returns a normalised batch."""
+    """A dataset whose ``__getitem__`` takes a list/tensor of indices and returns a whole batch.
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
-        if images.dtype != torch.uint8:
-            raise TypeError(f"images must be uint8, got {images.dtype}")
+    With ``mean``/``std`` the images are uint8 and normalised per batch (real data stays uint8 in memory);
+    without, they are already-normalised floats (a synthetic set) and returned as stored.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        mean: torch.Tensor | None = None,
+        std: torch.Tensor | None = None,
+    ) -> None:
+        if mean is not None and images.dtype != torch.uint8:
+            raise TypeError(f"images to normalise must be uint8, got {images.dtype}")
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-        self.images, self.labels = images, labels.long()
+        self.images = images
+        self.labels = labels if labels.dtype.is_floating_point else labels.long()
         self.mean, self.std = mean, std
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return int(self.images.shape[0])
 
     def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return normalize_uint8(self.images[idx], self.mean, self.std), self.labels[idx]
+        x = self.images[idx]
+        if self.mean is not None:
+            x = normalize_uint8(x, self.mean, self.std)
+        return x, self.labels[idx]
 
 
 def batch_loader(
@@ -65,38 +68,6 @@ def batch_loader(
     else:
         sampler = SequentialSampler(range(len(ds)))
     return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
-
-
-def class_index(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices grouped by class as a padded (num_classes, max_count) matrix plus per-class counts.
-
-    Lets a class-balanced draw for all classes be one tensor operation instead of a loop over classes.
-    """
-    counts = torch.bincount(labels, minlength=num_classes)
-    order = torch.argsort(labels, stable=True)
-    starts = torch.cumsum(counts, 0) - counts
-    max_count = int(counts.max())
-    offs = torch.arange(max_count)
-    pos = (starts[:, None] + offs[None, :]).clamp(max=len(labels) - 1)
-    table = order[pos]
-    table[offs[None, :] >= counts[:, None]] = -1
-    return table, counts
-
-
-def sample_per_class(
-    table: torch.Tensor, counts: torch.Tensor, n: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """(num_classes, n) indices, drawn without replacement inside each class (with it if a class is
-    smaller than n)."""
-    k, max_count = table.shape
-    keys = torch.rand(k, max_count, generator=generator)
-    valid = table >= 0
-    keys = keys.masked_fill(~valid, 2.0)
-    if n <= int(counts.min()):
-        cols = keys.topk(n, dim=1, largest=False).indices
-    else:
-        cols = (torch.rand(k, n, generator=generator) * counts[:, None]).long()
-    return table.gather(1, cols)
 
 
 class ClassBalancedEpisodes(IterableDataset):
@@ -174,6 +145,12 @@ class EpisodeLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.dataset.load_state_dict(state)
+
+
+def dataset_name(dm: Any) -> str:
+    """A data module's dataset identity: its ``name`` (LightningDataModule's own attribute), else its class
+    name without ``DataModule``; the one place that derives it, so a set and its real data agree."""
+    return str(getattr(dm, "name", None) or type(dm).__name__.replace("DataModule", "")).lower()
 
 
 class RealDataModule(L.LightningDataModule):
@@ -282,19 +259,3 @@ class RealDataModule(L.LightningDataModule):
             counts = torch.bincount(labels, minlength=self.num_classes).tolist()
             out[split] = dict(zip(self.class_names, counts, strict=True))
         return out
-
-
-def stratified_holdout(labels: torch.Tensor, num_classes: int, fraction: float, seed: int) -> torch.Tensor:
-    """Indices of a seeded, class-stratified holdout of ``fraction`` of each class."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
-    gen = torch.Generator().manual_seed(seed)
-    keys = torch.rand(len(labels), generator=gen)
-    # Sort by (class, random key); take the first round(fraction * count) of each class.
-    order = torch.argsort(labels.double() * 2 + keys.double())
-    counts = torch.bincount(labels, minlength=num_classes)
-    starts = torch.cumsum(counts, 0) - counts
-    rank_in_class = torch.empty_like(order)
-    rank_in_class[order] = torch.arange(len(labels)) - starts[labels[order]]
-    take = torch.round(counts.double() * fraction).long()
-    return torch.nonzero(rank_in_class < take[labels]).flatten()

@@ -147,6 +147,7 @@ class MHISTDataModule(RealDataModule):
             many images per class (what distillers consume) instead of shuffled minibatches.
     """
 
+    name = "mhist"
     num_classes = 2
     channels = 3
     mean = (0.485, 0.456, 0.406)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ddlight.data.base import RealDataModule, stratified_holdout
+from ddlight.data.base import RealDataModule
 from ddlight.data.idx import check_idx
+from ddlight.utils.classwise import stratified_holdout
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -33,6 +34,7 @@ class MNISTDataModule(RealDataModule):
             many images per class (what distillers consume) instead of shuffled minibatches.
     """
 
+    name = "mnist"
     num_classes = 10
     channels = 1
     mean = (0.1307,)

@@ -12,22 +12,20 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from ddlight.data.base import RealDataModule, batch_loader, denormalize
-from ddlight.data.io import atomic_path, atomic_torch_save
+from ddlight.data.base import RealDataModule, TensorBatchDataset, batch_loader
+from ddlight.utils.classwise import denormalize, rank_within_class
+from ddlight.utils.io import atomic_path, atomic_torch_save
+from ddlight.utils.jsonable import jsonable, storable
 
 # Bump when the stored layout changes; load() refuses other versions rather than guessing.
 FORMAT_VERSION = 1
-# What a distiller writes into its export directory.
-SYNTHETIC_FILE = "synthetic.pt"
-GRID_FILE = "grid.png"
 
 REQUIRED_KEYS = (
     "format_version",
@@ -51,41 +49,6 @@ class SyntheticSetError(ValueError):
 
 class SyntheticSetNotFoundError(SyntheticSetError, FileNotFoundError):
     """Also a FileNotFoundError, so callers that only care about existence can catch that."""
-
-
-def jsonable(obj: Any) -> Any:
-    """Reduce a config to JSON-like values so the file loads under ``weights_only=True`` and logs cleanly."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, Enum):
-        return jsonable(obj.value)
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().tolist()
-    if isinstance(obj, torch.nn.Module):  # an injected network: its class path names it in a config
-        return {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}"}
-    if callable(getattr(obj, "tolist", None)):  # numpy arrays and scalars
-        try:
-            return jsonable(obj.tolist())
-        except Exception:  # anything odd falls back to its string form below
-            pass
-    return str(obj)
-
-
-def _storable(obj: Any) -> Any:
-    """Like ``_jsonable`` but keeps tensors (e.g. a learned per-step lr), detached and on CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().contiguous().clone()
-    if isinstance(obj, dict):
-        return {str(k): _storable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_storable(v) for v in obj]
-    return jsonable(obj)
 
 
 def _fail(path: Path | str, key: str, expected: str, got: Any) -> SyntheticSetError:
@@ -269,7 +232,7 @@ class SyntheticSet:
             "iteration": int(self.iteration),
             "seed": int(self.seed),
             "config": jsonable(dict(self.config)),
-            "extra": _storable(dict(self.extra)),
+            "extra": storable(dict(self.extra)),
             "partial": str(self.partial),
         }
 
@@ -304,12 +267,9 @@ class SyntheticSet:
         hard = self.hard_labels.detach().cpu()
         # Soft labels may put more or fewer than ipc images in a class; blank tiles keep rows aligned.
         tiles = images.new_zeros((self.num_classes * cols, *images.shape[1:]))
-        order = torch.argsort(hard, stable=True)
-        lab = hard[order]
-        counts = torch.bincount(lab, minlength=self.num_classes)
-        rank = torch.arange(len(lab)) - (torch.cumsum(counts, 0) - counts)[lab]
+        rank, _ = rank_within_class(torch.arange(len(hard)), hard, self.num_classes)
         keep = rank < cols
-        tiles[lab[keep] * cols + rank[keep]] = images[order[keep]]
+        tiles[hard[keep] * cols + rank[keep]] = images[keep]
         grid = make_grid(tiles, nrow=cols, padding=2)
         return grid if grid.shape[0] == 3 else grid[:1].expand(3, -1, -1).contiguous()
 
@@ -330,23 +290,6 @@ class SyntheticSet:
     @property
     def std_t(self) -> torch.Tensor:
         return torch.tensor(self.std, dtype=torch.float32)
-
-
-class FloatTensorBatchDataset(Dataset):
-    """Whole-batch indexing over already-normalised float tensors (the synthetic counterpart of
-    ``TensorBatchDataset``), so a minibatch is one tensor gather rather than per-sample Python."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        if images.shape[0] != labels.shape[0]:
-            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return self.images[idx], self.labels[idx]
 
 
 class SyntheticDataModule(L.LightningDataModule):
@@ -404,7 +347,7 @@ class SyntheticDataModule(L.LightningDataModule):
         syn = self.synthetic
         # Offset by epoch so that a dataloader rebuilt on resume does not replay epoch 0's order.
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        ds = FloatTensorBatchDataset(syn.images, syn.labels)
+        ds = TensorBatchDataset(syn.images, syn.labels)
         return batch_loader(ds, self.batch_size, shuffle=True, seed=self.seed + epoch)  # type: ignore[arg-type]
 
     def val_dataloader(self) -> DataLoader:

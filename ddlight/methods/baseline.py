@@ -15,25 +15,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ddlight.artifacts import TAG_MACS, TAG_PARAMS, TAG_TRAIN_SECONDS
+from ddlight.models.checks import check_num_classes, input_shape_of
 from ddlight.ops.flops import count_macs, format_cost
-
-
-def check_num_classes(net: nn.Module, datamodule: object | None, where: str) -> None:
-    """Fail early, naming both sides, when the network's head and the data disagree."""
-    if datamodule is None or not hasattr(datamodule, "num_classes"):
-        return
-    want = datamodule.num_classes
-    got = getattr(net, "num_classes", want)
-    if got != want:
-        raise ValueError(
-            f"{where}: the network has num_classes={got} but {type(datamodule).__name__} has {want} classes; "
-            f"set model.init_args.net.init_args.num_classes: {want}"
-        )
-
-
-def input_shape_of(datamodule: object) -> tuple[int, int, int]:
-    h, w = datamodule.image_size
-    return (datamodule.channels, h, w)
 
 
 class BaselineTrainer(L.LightningModule):
@@ -44,6 +28,8 @@ class BaselineTrainer(L.LightningModule):
         lr, momentum, weight_decay: SGD settings.
         scheduler: ``cosine`` (annealed per step to zero over the whole run) or ``none``.
         num_classes: only used for the metrics; taken from ``net.num_classes`` when omitted.
+        seed: the run's seed for the data order; the CLI links it to ``data.init_args.seed`` so that one
+            flag (``--model.init_args.seed``) seeds a run, as for every other stage.
     """
 
     def __init__(
@@ -54,6 +40,7 @@ class BaselineTrainer(L.LightningModule):
         weight_decay: float = 5e-4,
         scheduler: str = "cosine",
         num_classes: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if scheduler not in ("cosine", "none"):
@@ -80,8 +67,8 @@ class BaselineTrainer(L.LightningModule):
             if self.logger is not None:
                 self.logger.log_metrics(
                     {
-                        "model/params": float(self.cost["params"]),
-                        "model/macs_fvcore": float(self.cost["macs"]),
+                        TAG_PARAMS: float(self.cost["params"]),
+                        TAG_MACS: float(self.cost["macs"]),
                     },
                     0,
                 )
@@ -96,7 +83,7 @@ class BaselineTrainer(L.LightningModule):
         self.train_seconds = seconds
         rank_zero_info(f"[ddlight] training wall time: {seconds:.1f} s")
         if self.logger is not None:
-            self.logger.log_metrics({"time/train_seconds": seconds}, self.global_step)
+            self.logger.log_metrics({TAG_TRAIN_SECONDS: seconds}, self.global_step)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch

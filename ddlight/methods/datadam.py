@@ -24,8 +24,9 @@ import time
 import torch
 from torch import nn
 
-from ddlight.methods.baseline import check_num_classes
+from ddlight.artifacts import TAG_DISTILL_SECONDS
 from ddlight.methods.distiller import Distiller
+from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
@@ -158,7 +159,7 @@ class DataDAM(Distiller):
         opt.step()
         self.distill_seconds += time.perf_counter() - t0
         self.log_dict({f"distill/{k}": v.detach() for k, v in out.items()}, prog_bar=False)
-        self.log("time/distill_seconds", self.distill_seconds)
+        self.log(TAG_DISTILL_SECONDS, self.distill_seconds)
         self.log("distill/loss_bar", out["loss"].detach(), prog_bar=True, logger=False)
         self.maybe_log_grid()
         return out["loss"].detach()

@@ -14,11 +14,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 
-from ddlight.data.base import class_index, normalize_uint8, sample_per_class
-from ddlight.data.io import point_link
-from ddlight.data.synthetic import GRID_FILE, SYNTHETIC_FILE, jsonable
+from ddlight.artifacts import GRID_FILE, LATEST_LINK, SYNTHETIC_FILE, TAG_GRID
+from ddlight.data.base import dataset_name
+from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.run_guard import RunGuard
 from ddlight.models.init import mix_seed, reinitialize
+from ddlight.utils.classwise import class_index, normalize_uint8, sample_per_class
+from ddlight.utils.io import point_link
+from ddlight.utils.jsonable import jsonable
 
 INITS = ("real", "noise", "kcenter")
 # The init argument that sets each optimizer parameter group's learning rate, named in divergence errors.
@@ -80,7 +83,7 @@ class Distiller(L.LightningModule):
         dm.setup(stage)
         self.mean, self.std = tuple(dm.mean), tuple(dm.std)
         self.num_classes = dm.num_classes
-        self.dataset_name = type(dm).__name__.replace("DataModule", "").lower()
+        self.dataset_name = dataset_name(dm)
         if self.images is None:
             self.check_ipc(dm)
             self.images = nn.Parameter(self.initial_images(dm))
@@ -96,7 +99,7 @@ class Distiller(L.LightningModule):
         self._export_dir = Path(log_dir or self.trainer.default_root_dir)
         # logs/<name>/version_N gets a logs/<name>/latest link, so commands need not guess N.
         if self.trainer.loggers and self._export_dir.name.startswith("version_"):
-            self._latest_link = self._export_dir.parent / "latest"
+            self._latest_link = self._export_dir.parent / LATEST_LINK
 
     def check_ipc(self, dm: Any) -> None:
         """Refuse more synthetic images per class than a class has real ones: a real initialisation would
@@ -178,7 +181,6 @@ class Distiller(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------- export
     def synthetic_set(self, partial: str = "", iteration: int | None = None):
-        from ddlight.data.synthetic import SyntheticSet
 
         return SyntheticSet(
             images=self.images.detach().float().cpu().clone(),
@@ -282,7 +284,7 @@ class Distiller(L.LightningModule):
         exp = getattr(self.logger, "experiment", None)
         if exp is None or not hasattr(exp, "add_image"):
             return
-        exp.add_image("synthetic/grid", self.synthetic_set().grid_tensor(), int(self.global_step))
+        exp.add_image(TAG_GRID, self.synthetic_set().grid_tensor(), int(self.global_step))
 
     def maybe_log_grid(self) -> None:
         every = self.hparams.grid_every

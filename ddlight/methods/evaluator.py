@@ -30,12 +30,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from ddlight.data.io import atomic_json_dump
-from ddlight.methods.baseline import check_num_classes
+from ddlight.artifacts import EVALS_FILE, TAG_EVAL_MEAN, TAG_EVAL_SECONDS, TAG_EVAL_STD
+from ddlight.data.base import dataset_name
 from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
+from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import label_entropy, soft_or_hard_ce
+from ddlight.utils.io import atomic_json_dump
 
 SCHEDULES = ("step", "cosine", "none")
 LEARNED = "learned"
@@ -256,7 +258,7 @@ class SyntheticEvaluator(L.LightningModule):
                 "the lr schedule is defined over `epochs`, so set them equal"
             )
         syn = getattr(dm, "synthetic", None)
-        name = syn.dataset if syn is not None else type(dm).__name__.replace("DataModule", "").lower()
+        name = syn.dataset if syn is not None else dataset_name(dm)
         source = str(getattr(dm, "path", type(dm).__name__))
         self.prepare(name, syn.extra if syn is not None else None, source, syn.labels if syn else None)
         self._partial = syn.partial if syn is not None else ""
@@ -290,9 +292,9 @@ class SyntheticEvaluator(L.LightningModule):
         if self.logger is not None:
             self.logger.log_metrics(
                 {
-                    "eval/test_acc_mean": res["mean"],
-                    "eval/test_acc_std": res["std"],
-                    "eval/train_seconds_per_run": res["train_seconds_per_run"],
+                    TAG_EVAL_MEAN: res["mean"],
+                    TAG_EVAL_STD: res["std"],
+                    TAG_EVAL_SECONDS: res["train_seconds_per_run"],
                 },
                 self.global_step,
             )
@@ -361,13 +363,11 @@ class EvaluateSyntheticCallback(L.Callback):
             f"{100 * res['mean']:.2f} +- {100 * res['std']:.2f} %"
         )
         if trainer.logger is not None:
-            trainer.logger.log_metrics(
-                {"eval/test_acc_mean": res["mean"], "eval/test_acc_std": res["std"]}, res["step"]
-            )
+            trainer.logger.log_metrics({TAG_EVAL_MEAN: res["mean"], TAG_EVAL_STD: res["std"]}, res["step"])
         # Default: beside the distiller's synthetic.pt, so the history travels with the set it describes.
         path = Path(self.results_path) if self.results_path else getattr(pl_module, "export_path", None)
         if path is not None:
-            write_json_atomic(path if self.results_path else path / "evals.json", self.history)
+            write_json_atomic(path if self.results_path else path / EVALS_FILE, self.history)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # lr="learned" needs a distiller that learns a student rate (PAD); say so before distilling,

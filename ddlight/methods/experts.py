@@ -44,11 +44,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ddlight.data.base import TensorBatchDataset, normalize_uint8
-from ddlight.data.io import atomic_json_dump, atomic_torch_save
-from ddlight.methods.baseline import check_num_classes
+from ddlight.data.base import TensorBatchDataset
+from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
+from ddlight.utils.classwise import normalize_uint8
+from ddlight.utils.io import atomic_json_dump, atomic_torch_save
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -82,13 +82,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.func import functional_call
 
-from ddlight.data.base import class_index, sample_per_class
-from ddlight.methods.baseline import check_num_classes
 from ddlight.methods.distiller import Distiller
 from ddlight.methods.experts import ExpertBuffer
+from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, DSAParams, strategy_for
 from ddlight.ops.losses import soft_or_hard_ce
+from ddlight.utils.classwise import class_index, sample_per_class
 
 # PAD's configs/CIFAR-10/ConvIN/IPC{1,10,50,500,1000}.yaml: fraction of the flat parameter vector (from the
 # first layer on) left out of the matching loss. PAD's argument: shallow layers carry low-level information

@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-LAST_CHECKPOINT = "last.ckpt"
+from ddlight.artifacts import CHECKPOINT_DIR, LAST_CHECKPOINT, SYNTHETIC_FILE
 
 
 class DivergedError(FloatingPointError):
@@ -66,7 +66,7 @@ class RunGuard(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         # Not on_fit_start: a resumed run's parameters are restored only after it.
         if self.checkpoint_every:
-            self.checkpoint_dir = Path(pl_module.export_path) / "checkpoints"
+            self.checkpoint_dir = Path(pl_module.export_path) / CHECKPOINT_DIR
         self._bad = torch.zeros((), dtype=torch.bool, device=pl_module.device)
         self._take_snapshot(pl_module, int(trainer.global_step))
         if threading.current_thread() is threading.main_thread():
@@ -184,7 +184,7 @@ class RunGuard(L.Callback):
         raise DivergedError(
             f"{type(pl_module).__name__} diverged: {what} at step {step} (checked every {self.check_every} "
             f"steps; finite at step {self._snapshot_step}). Lower {hints}. The last finite set was exported "
-            f"to {path or pl_module.export_path / 'synthetic.pt'} (marked partial){ckpt}."
+            f"to {path or pl_module.export_path / SYNTHETIC_FILE} (marked partial){ckpt}."
         )
 
     # ----------------------------------------------------------------------------- interrupts, errors
@@ -207,7 +207,7 @@ class RunGuard(L.Callback):
         elif isinstance(exception, SIGTERMException):
             reason = f"terminated (SIGTERM) at step {step}"
         else:
-            reason = f"stopped by {type(exception).__name__} during step {step + 1}"
+            reason = f"stopped by {type(exception).__name__} after {step} steps"
         pl_module.stop_reason = reason
         try:
             iteration = None

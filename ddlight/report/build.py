@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from ddlight.data.io import atomic_json_dump, atomic_write
 from ddlight.report import dcbench
 from ddlight.report.figures import FIGURES
 from ddlight.report.outputs import saved_config
@@ -34,6 +33,7 @@ from ddlight.report.tables import (
     table_vi,
     table_vii,
 )
+from ddlight.utils.io import atomic_json_dump, atomic_write
 
 PACKAGES = ("torch", "torchvision", "lightning", "jsonargparse", "fvcore", "numpy", "matplotlib", "ddlight")
 

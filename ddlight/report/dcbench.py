@@ -45,8 +45,8 @@ from typing import Any
 
 import torch
 
-from ddlight.data.io import atomic_torch_save, atomic_write
 from ddlight.data.synthetic import SyntheticSet
+from ddlight.utils.io import atomic_torch_save, atomic_write
 
 # DC-Bench's evaluation protocol with --dsa, in the SyntheticEvaluator's and data module's terms.
 PROTOCOL: dict[str, Any] = {

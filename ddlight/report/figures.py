@@ -14,9 +14,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ddlight.data.io import atomic_path  # noqa: E402
 from ddlight.report.study import STUDY, DatasetResults  # noqa: E402
 from ddlight.report.tables import method_title  # noqa: E402
+from ddlight.utils.io import atomic_path  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ddlight.data.io import atomic_json_dump
+from ddlight.utils.io import atomic_json_dump
 
 MARKER = "stage.json"
 # Flags every stage gets: quiet, reproducible logs; not part of the hash (they change no result).
