@@ -19,6 +19,7 @@ RESULTS_FILE = "results.json"  # SyntheticEvaluator(results_path=...) as the rep
 
 # TensorBoard tags read back by the report.
 TAG_DISTILL_LOSS = "distill/loss"
+TAG_TEST_ACC = "test/acc"  # the baseline's test accuracy
 TAG_DISTILL_SECONDS = "time/distill_seconds"
 TAG_TRAIN_SECONDS = "time/train_seconds"
 TAG_PARAMS = "model/params"

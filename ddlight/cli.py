@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-# Imported so short class names (e.g. ``class_path: BaselineTrainer``) resolve in configs and flags.
+# Imported so short class names (e.g. ``class_path: Baseline``) resolve in configs and flags.
 import ddlight.data  # noqa: F401
 import ddlight.methods  # noqa: F401
 import ddlight.models  # noqa: F401

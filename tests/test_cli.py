@@ -21,7 +21,7 @@ def test_print_config_round_trip(tmp_path):
     first = run_cli("fit", "--config", str(CONFIGS / "baseline_mnist.yaml"), "--print_config", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     cfg = yaml.safe_load(first.stdout)
-    assert cfg["model"]["class_path"] == "ddlight.methods.BaselineTrainer"
+    assert cfg["model"]["class_path"] == "ddlight.methods.Baseline"
     assert cfg["model"]["init_args"]["net"]["init_args"]["width"] == 128
     assert cfg["seed_everything"] == 0
     saved = tmp_path / "printed.yaml"
@@ -50,7 +50,7 @@ def test_one_flag_swaps_the_model(tmp_path):
 
 def test_bad_config_exits_nonzero_with_message(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  class_path: ddlight.methods.BaselineTrainer\n  init_args:\n    lr: fast\n")
+    bad.write_text("model:\n  class_path: ddlight.methods.Baseline\n  init_args:\n    lr: fast\n")
     out = run_cli("fit", "--config", str(bad), cwd=tmp_path)
     assert out.returncode != 0
     assert "lr" in out.stderr
@@ -117,7 +117,7 @@ def test_fit_fast_dev_run_mhist_fixture(tmp_path):
 def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text(
-        "model:\n  class_path: ddlight.methods.BaselineTrainer\n  init_args:\n    lr: 0.1\n   momentum: 0.9\n"
+        "model:\n  class_path: ddlight.methods.Baseline\n  init_args:\n    lr: 0.1\n   momentum: 0.9\n"
     )
     out = run_cli("fit", "--config", str(bad), cwd=tmp_path)
     assert out.returncode != 0

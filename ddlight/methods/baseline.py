@@ -15,12 +15,12 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ddlight.artifacts import TAG_MACS, TAG_PARAMS, TAG_TRAIN_SECONDS
+from ddlight.artifacts import TAG_MACS, TAG_PARAMS, TAG_TEST_ACC, TAG_TRAIN_SECONDS
 from ddlight.models.checks import check_num_classes, input_shape_of
 from ddlight.ops.flops import count_macs, format_cost
 
 
-class BaselineTrainer(L.LightningModule):
+class Baseline(L.LightningModule):
     """Trains ``net`` on real data, reporting micro accuracy, parameters, fvcore MACs and wall time.
 
     Args:
@@ -101,7 +101,7 @@ class BaselineTrainer(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         self.test_acc(self.net(x), y)
-        self.log("test/acc", self.test_acc)
+        self.log(TAG_TEST_ACC, self.test_acc)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -16,6 +16,17 @@ from typing import Any
 
 import yaml
 
+from ddlight.artifacts import (
+    GRID_FILE,
+    RESULTS_FILE,
+    SYNTHETIC_FILE,
+    TAG_DISTILL_LOSS,
+    TAG_MACS,
+    TAG_PARAMS,
+    TAG_TEST_ACC,
+    TAG_TRAIN_SECONDS,
+)
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -81,10 +92,10 @@ def read_baseline(stage_dir: str | Path) -> BaselineOut:
     fit, test = Path(stage_dir) / "tb" / "fit", Path(stage_dir) / "tb" / "test"
     cfg = saved_config(fit)["trainer"]
     return BaselineOut(
-        accuracy=last_scalar(test, "test/acc"),
-        params=last_scalar(fit, "model/params"),
-        macs=last_scalar(fit, "model/macs_fvcore"),
-        train_seconds=last_scalar(fit, "time/train_seconds"),
+        accuracy=last_scalar(test, TAG_TEST_ACC),
+        params=last_scalar(fit, TAG_PARAMS),
+        macs=last_scalar(fit, TAG_MACS),
+        train_seconds=last_scalar(fit, TAG_TRAIN_SECONDS),
         epochs=int(cfg["max_epochs"]),
         batches=cfg.get("limit_train_batches"),
     )
@@ -102,7 +113,7 @@ class EvalOut:
 
 
 def read_eval(stage_dir: str | Path) -> EvalOut:
-    path = Path(stage_dir) / "results.json"
+    path = Path(stage_dir) / RESULTS_FILE
     data = json.loads(path.read_text())
     return EvalOut(
         mean=json_value(path, "mean"),
@@ -145,17 +156,17 @@ def read_distill(stage_dir: str | Path) -> DistillOut:
     from ddlight.data.synthetic import SyntheticSet
 
     stage_dir = Path(stage_dir)
-    path = stage_dir / "synthetic.pt"
+    path = stage_dir / SYNTHETIC_FILE
     syn = SyntheticSet.load(path)
     tb = stage_dir / "tb" / "fit"
     return DistillOut(
         path=path,
-        grid=stage_dir / "grid.png",
+        grid=stage_dir / GRID_FILE,
         ipc=syn.ipc,
         num_classes=syn.num_classes,
         iterations=syn.iteration,
         method=syn.method,
         distill_seconds=Measured(float(syn.extra["distill_seconds"]), str(path), "extra.distill_seconds"),
-        loss=scalars(tb).get("distill/loss", []),
-        loss_source=f"{tb}::distill/loss",
+        loss=scalars(tb).get(TAG_DISTILL_LOSS, []),
+        loss_source=f"{tb}::{TAG_DISTILL_LOSS}",
     )

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ddlight.artifacts import RESULTS_FILE
 from ddlight.utils.io import atomic_json_dump
 
 MARKER = "stage.json"
@@ -234,7 +235,7 @@ class Runner:
         if stage.kind == "distill":
             f += ["--model.init_args.export_dir", str(out), "--trainer.enable_checkpointing", "false"]
         elif stage.kind == "eval":
-            f += ["--model.init_args.results_path", str(out / "results.json")]
+            f += ["--model.init_args.results_path", str(out / RESULTS_FILE)]
         elif stage.kind == "experts":
             f += ["--model.init_args.buffer_dir", str(out / "buffer")]
         elif stage.kind == "baseline":

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from ddlight.artifacts import SYNTHETIC_FILE
 from ddlight.report.ipc_search import SearchResult, Target, search_lossless_ipc
 from ddlight.report.outputs import (
     BaselineOut,
@@ -217,7 +218,7 @@ class DatasetPlan:
     ) -> Stage:
         config = self.spec["dcbench"]["config"] if protocol == DCBENCH else self.spec["evaluate"]
         over: dict[str, Any] = {
-            "data.init_args.path": str(self.runner.dir_of(distilled) / "synthetic.pt"),
+            "data.init_args.path": str(self.runner.dir_of(distilled) / SYNTHETIC_FILE),
             "data.init_args.real.init_args.data_dir": self.data_dir,
         }
         if arch is not None:
@@ -232,7 +233,7 @@ class DatasetPlan:
         return Stage(name, "eval", config, tuple(flags(over)), (distilled,))
 
     def dcbench_export(self, distilled: Stage) -> Stage:
-        path = str(self.runner.dir_of(distilled) / "synthetic.pt")
+        path = str(self.runner.dir_of(distilled) / SYNTHETIC_FILE)
         return Stage(f"{distilled.name}-dcbench-export", "dcbench_export", None, (path,), (distilled,))
 
     # ----------------------------------------------------------------------------------------- run
