@@ -16,13 +16,15 @@ from torch import nn
 
 from ddlight.cli import DDLightCLI
 from ddlight.data.base import RealDataModule
-from ddlight.methods.experts import (
+from ddlight.methods.trajectory import (
+    FIEX,
     ExpertBuffer,
-    ExpertTrainer,
+    Experts,
     Stream,
     el2n,
     el2n_scores,
     expert_filename,
+    fiex_phase,
     fiex_schedule,
     flatten_parameters,
 )
@@ -71,7 +73,6 @@ def make_trainer(max_epochs: int, root: Path) -> L.Trainer:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        reload_dataloaders_every_n_epochs=1,
         limit_val_batches=0,
         num_sanity_val_steps=0,
         limit_train_batches=3,
@@ -79,7 +80,7 @@ def make_trainer(max_epochs: int, root: Path) -> L.Trainer:
     )
 
 
-def make_module(buffer_dir: Path, **kw) -> ExpertTrainer:
+def make_module(buffer_dir: Path, **kw) -> Experts:
     args = dict(
         net=tiny_net(),
         num_experts=2,
@@ -87,14 +88,11 @@ def make_module(buffer_dir: Path, **kw) -> ExpertTrainer:
         buffer_dir=str(buffer_dir),
         el2n_models=2,
         el2n_epochs=1,
-        init_ratio=0.5,
-        add_end_epoch=1,
-        rm_epoch_first=1,
-        rm_epoch_second=2,
+        fiex=FIEX(init_ratio=0.5, add_end_epoch=1, rm_epoch_first=1, rm_epoch_second=2),
         dsa_strategy="color_crop_cutout_scale_rotate",
     )
     args.update(kw)
-    return ExpertTrainer(**args)
+    return Experts(**args)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +218,7 @@ def test_el2n_matches_hand_computation():
 
 def test_fiex_schedule_grows_then_drops_easy_samples():
     scores = torch.arange(20, dtype=torch.float32).flip(0)  # sample 19 is the easiest
-    knobs = dict(
+    fiex = FIEX(
         init_ratio=0.5,
         add_end_epoch=4,
         rm_epoch_first=6,
@@ -228,20 +226,43 @@ def test_fiex_schedule_grows_then_drops_easy_samples():
         rm_easy_ratio_first=0.1,
         rm_easy_ratio_second=0.25,
     )
-    sizes = [len(fiex_schedule(scores, e, **knobs)) for e in range(10)]
+    sizes = [len(fiex_schedule(scores, e, fiex=fiex)) for e in range(10)]
     # 50% -> 100% linearly over epochs 0..4, all until 6, minus the easiest 10% until 8, then 25%.
     assert sizes == [10, 12, 15, 17, 20, 20, 20, 18, 18, 15]
-    assert fiex_schedule(scores, 0, **knobs).tolist() == list(range(10, 20))  # the easiest half
-    assert fiex_schedule(scores, 9, **knobs).tolist() == list(range(15))  # the hardest 75%
-    active = fiex_schedule(scores, 1, **knobs)
+    assert fiex_schedule(scores, 0, fiex=fiex).tolist() == list(range(10, 20))  # the easiest half
+    assert fiex_schedule(scores, 9, fiex=fiex).tolist() == list(range(15))  # the hardest 75%
+    active = fiex_schedule(scores, 1, fiex=fiex)
     assert scores[active].max() < scores[~torch.isin(torch.arange(20), active)].min()
 
     # Per class: every class keeps its own easiest fraction, so the class balance is unchanged.
     labels = torch.tensor([0] * 10 + [1] * 10)
-    idx = fiex_schedule(torch.rand(20), 0, labels, **knobs)
+    idx = fiex_schedule(torch.rand(20), 0, labels, fiex)
     assert torch.bincount(labels[idx]).tolist() == [5, 5]
-    idx = fiex_schedule(torch.rand(20), 9, labels, **knobs)
+    idx = fiex_schedule(torch.rand(20), 9, labels, fiex)
     assert torch.bincount(labels[idx]).tolist() == [8, 8]
+
+
+def test_fiex_is_checked_when_built():
+    with pytest.raises(ValueError, match="init_ratio"):
+        FIEX(init_ratio=0.0)
+    with pytest.raises(ValueError, match="rm_easy_ratio_second"):
+        FIEX(rm_easy_ratio_second=1.0)
+    assert fiex_phase(0, FIEX(add_end_epoch=0)) == (1.0, 0.0)  # no growth phase: everything at once
+    assert fiex_phase(20) == (1.0, 0.0) and fiex_phase(41) == (1.0, 0.1) and fiex_phase(61) == (1.0, 0.2)
+
+
+def test_config_nests_the_curriculum(tmp_path, monkeypatch):
+    """``fiex`` is one mapping in YAML and on the command line, parsed into the FIEX dataclass."""
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "--config",
+        str(ROOT / "configs" / "experts_mnist.yaml"),
+        "--model.init_args.fiex.init_ratio",
+        "0.5",
+    ]
+    model = DDLightCLI(args=args, run=False).model
+    assert isinstance(model, Experts)
+    assert model.fiex == FIEX(0.5, add_end_epoch=1, rm_epoch_first=2, rm_epoch_second=3)
 
 
 def test_cli_writes_the_buffer(tmp_path, monkeypatch):

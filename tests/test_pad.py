@@ -18,15 +18,15 @@ from test_experts import TinyDigits, make_module, make_trainer, tiny_net
 from ddlight.cli import DDLightCLI
 from ddlight.data import SyntheticSet
 from ddlight.methods import PAD
-from ddlight.methods.pad import (
+from ddlight.methods.trajectory import (
     default_depth_ratio,
     fiem_mask,
     kept_per_parameter,
-    matching_loss,
     minibatch_schedule,
     segment_bounds,
 )
 from ddlight.models import ConvNet
+from ddlight.ops.losses import matching_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

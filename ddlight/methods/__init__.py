@@ -3,7 +3,6 @@
 from ddlight.methods.baseline import Baseline
 from ddlight.methods.datadam import DataDAM
 from ddlight.methods.evaluator import SyntheticEvaluator
-from ddlight.methods.experts import ExpertBuffer, ExpertTrainer
-from ddlight.methods.pad import PAD
+from ddlight.methods.trajectory import PAD, ExpertBuffer, Experts
 
-__all__ = ["Baseline", "DataDAM", "SyntheticEvaluator", "ExpertBuffer", "ExpertTrainer", "PAD"]
+__all__ = ["Baseline", "DataDAM", "SyntheticEvaluator", "ExpertBuffer", "Experts", "PAD"]

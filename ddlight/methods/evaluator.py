@@ -37,6 +37,7 @@ from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import label_entropy, soft_or_hard_ce
+from ddlight.ops.metrics import accuracy
 from ddlight.utils.io import atomic_json_dump
 
 SCHEDULES = ("step", "cosine", "none")
@@ -66,22 +67,6 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
     return 1.0
-
-
-@torch.inference_mode()
-def accuracy(nets: Iterable[nn.Module], loader: Iterable, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Micro accuracy of each network on ``loader`` (one pass over the data for all networks)."""
-    nets = list(nets)
-    for n in nets:
-        n.eval()
-    correct = torch.zeros(len(nets), dtype=torch.long, device=device)
-    total = 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        for i, n in enumerate(nets):
-            correct[i] += (n(x).argmax(1) == y).sum()
-        total += y.numel()
-    return correct.double().cpu() / max(1, total)
 
 
 class SyntheticEvaluator(L.LightningModule):

@@ -1,0 +1,75 @@
+"""DATM/PAD's initial synthetic set: real images the experts classify correctly, labelled by the experts.
+
+DATM's ``pix_init: samples_predicted_correctly`` keeps, per class, real images the label expert classifies
+correctly; the soft labels are the mean logits of the experts that classify each image correctly, at
+epoch ``label_expert_epoch`` (``Label_Model_Timestamp``). Deliberate differences:
+
+* ``init: noise`` (which DATM's label code does not support: its noise branch leaves the labels undefined)
+  starts each class's soft label at the mean logits of the real images of that class that the experts
+  classify correctly.
+* The correct-classification search draws a pool of ``init_pool`` (at least ``2 * ipc``) real images per
+  class instead of scanning the whole class; if fewer than ``ipc`` are correct, wrongly classified ones
+  fill the gap, with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ddlight.methods.trajectory.buffer import ExpertBuffer
+
+
+@torch.no_grad()
+def expert_logits(
+    net: nn.Module,
+    buffer: ExpertBuffer,
+    unflatten: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    images: torch.Tensor,
+    experts: Sequence[int],
+    epoch: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """(E, N, K) logits of ``experts`` at trajectory row ``epoch`` on ``images`` (eval mode, as DATM)."""
+    net = copy.deepcopy(net).to(device).eval()
+    x = images.to(device)
+    out = []
+    for e in experts:  # a handful of experts, once, at set-up
+        row = buffer.load_expert(e, mmap=True)[epoch].to(device)
+        params = unflatten(row)
+        out.append(torch.cat([functional_call(net, params, (c,)) for c in x.split(1024)]).float().cpu())
+    return torch.stack(out)
+
+
+def correctly_classified(correct: torch.Tensor, k: int, pool: int, ipc: int) -> tuple[torch.Tensor, int]:
+    """Rows (class-major, ``ipc`` per class) of the ``k * pool`` candidates, those the first expert
+    classifies correctly first, and how many of them it misclassifies (a class with fewer than ``ipc``
+    correct ones)."""
+    first = correct[0].view(k, pool)
+    cols = torch.argsort((~first).to(torch.int8), dim=1, stable=True)[:, :ipc]  # correct first
+    wrong = int((~first.gather(1, cols)).sum())
+    rows = (torch.arange(k)[:, None] * pool + cols).flatten()
+    return rows, wrong
+
+
+def class_typical_labels(
+    logits: torch.Tensor, correct: torch.Tensor, k: int, pool: int, ipc: int
+) -> torch.Tensor:
+    """(k * ipc, k) soft labels: every image of a class gets the mean logits of that class's correctly
+    classified candidates. A noise image carries no class evidence, so its label starts there."""
+    e = logits.shape[0]
+    per_class = logits.view(e, k, pool, k).permute(0, 2, 1, 3).reshape(-1, k, k)
+    ok = correct.view(e, k, pool).permute(0, 2, 1).reshape(-1, k)
+    return mean_where(per_class, ok).repeat_interleave(ipc, 0)
+
+
+def mean_where(values: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (E, N, K) over E where ``ok`` (E, N) holds; the plain mean where it never does
+    (DATM would divide by zero there)."""
+    w = ok.to(values.dtype).unsqueeze(-1)
+    count = w.sum(0)
+    return torch.where(count > 0, (values * w).sum(0) / count.clamp(min=1), values.mean(0))
