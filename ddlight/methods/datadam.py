@@ -45,7 +45,8 @@ class DataDAM(Distiller):
         batch_real: real images per class per step (the data module serves them as episodes).
         steps_per_network: image updates per random network (the study's T; K = max_steps / T networks).
         power: attention exponent p. sam_weight, embed_weight: weights of the attention and embedding terms.
-        dsa_strategy: DSA ops; flip is dropped automatically for digit datasets.
+        dsa_strategy: DSA ops; ``auto`` (default) drops flip for digit datasets, an explicit strategy is
+            applied as written (:func:`~ddlight.ops.augment.strategy_for`).
         grid_every: log the image grid to TensorBoard every this many steps (0: only at the end).
         export_dir: where ``synthetic.pt``/``grid.png`` go (default: the logger's version folder, also
             reachable as ``logs/<name>/latest``).

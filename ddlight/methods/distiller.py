@@ -206,6 +206,9 @@ class Distiller(L.LightningModule):
 
     def export_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"model": jsonable(dict(self.hparams))}
+        dsa = getattr(self, "dsa", None)
+        if dsa is not None and "dsa_strategy" in cfg["model"]:
+            cfg["model"]["dsa_strategy"] = dsa.strategy  # what ran ("auto" resolved), so a rerun repeats it
         if self._trainer is not None and self.trainer.datamodule is not None:
             cfg["data"] = jsonable(dict(getattr(self.trainer.datamodule, "hparams", {})))
         return cfg

@@ -157,6 +157,7 @@ class SyntheticEvaluator(L.LightningModule):
             "lr": self.base_lr,
             "lr_source": "learned syn_lr" if hp.lr == LEARNED else "config",
             "dsa": hp.dsa,
+            "dsa_strategy": self.dsa_op.strategy if self.dsa_op is not None else "none",
             "accuracies": [float(a) for a in accs],
             "mean": float(accs.mean()),
             "std": float(accs.std(unbiased=False)) if hp.num_runs > 1 else 0.0,

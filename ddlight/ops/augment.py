@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 
 ALLOWED_OPS: tuple[str, ...] = ("color", "crop", "cutout", "flip", "scale", "rotate")
-DEFAULT_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+# The field's DSA strategy (DC/DSA/DM/MTT/DataDAM code), and the default of every stage: "auto" = that
+# strategy, without flip on digit datasets (see strategy_for).
+FIELD_STRATEGY = "color_crop_cutout_flip_scale_rotate"
+AUTO = "auto"
+DEFAULT_STRATEGY = AUTO
 _GEOMETRIC = ("scale", "rotate", "flip", "crop")
 
 
@@ -49,16 +53,22 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 
 
 def strategy_for(dataset_name: str, strategy: str) -> str:
-    """The DSA strategy to use on ``dataset_name``: ``strategy`` without 'flip' for MNIST-like digits.
+    """The DSA strategy a stage applies on ``dataset_name``.
 
-    A mirrored digit is a different digit (2/5 look alike mirrored, a mirrored 3 or 7 is no digit at all),
-    so flipping would teach the synthetic set label noise instead of an invariance. Matched by 'mnist' in
-    the name (MNIST, EMNIST, KMNIST, and FashionMNIST, where a flip would be harmless but which shares the
-    digits' recipe). The reference code flips every dataset, MNIST included; SVHN keeps flip here as there.
+    ``"auto"`` (every stage's default) is the field's strategy without 'flip' for MNIST-like digits: a
+    mirrored digit is a different digit (2/5 look alike mirrored, a mirrored 3 or 7 is no digit at all), so
+    flipping would teach the synthetic set label noise instead of an invariance. Matched by 'mnist' in the
+    name (MNIST, EMNIST, KMNIST, and FashionMNIST, which shares the digits' recipe). Any other strategy is
+    applied exactly as written: the reference code (DC/DM/DataDAM) flips every dataset, MNIST included, and
+    ``color_crop_cutout_flip_scale_rotate`` reproduces that protocol. The applied strategy, not "auto", is
+    what exported sets and results record.
     """
-    ops = parse_strategy(strategy)
-    if "mnist" in dataset_name.lower():
-        ops = tuple(op for op in ops if op != "flip")
+    if strategy.strip().lower() == AUTO:
+        ops = parse_strategy(FIELD_STRATEGY)
+        if "mnist" in dataset_name.lower():
+            ops = tuple(op for op in ops if op != "flip")
+    else:
+        ops = parse_strategy(strategy)
     return "_".join(ops) if ops else "none"
 
 

@@ -176,8 +176,7 @@ def build_report(
             f"{table_v(led, r)}\n\nThe set ({r.dcbench_set}) is exported in DC-Bench's `distilled_results` "
             f"layout at `{rel}` (its `README.md` says how to run it in DC-Bench). DC-Bench's protocol: "
             f"{_protocol_text()}. In this budget: the runs and epochs in the table. Differences ddlight "
-            "cannot remove: DC-Bench trains 1001 epochs and resets momentum at the lr decay, and flips "
-            "digits in DSA (ddlight drops flip for MNIST).\n"
+            "cannot remove: DC-Bench trains 1001 epochs and resets momentum at the lr decay.\n"
         )
 
     # (heading, whether a dataset has the section, how to render it), in the study's order.

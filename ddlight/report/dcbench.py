@@ -17,8 +17,9 @@ Known differences, none of which ddlight can remove without changing its evaluat
 * DC-Bench trains ``range(Epoch + 1)``, i.e. 1001 epochs, decays after epoch ``Epoch // 2 + 1`` (so from
   epoch 502) and re-creates the SGD optimizer there, dropping its momentum; ddlight trains 1000 epochs and
   decays from epoch 500 with the momentum kept.
-* DC-Bench's DSA flips MNIST too; ddlight's evaluator drops flip for digit datasets (a mirrored digit is
-  another digit or none, see :func:`ddlight.ops.augment.strategy_for`).
+* (Removed: DC-Bench's DSA flips MNIST too, and so does ``configs/evaluate_mnist_dcbench.yaml``, whose
+  explicit strategy is applied as written; ddlight's default ``auto`` drops flip for digits, see
+  :func:`ddlight.ops.augment.strategy_for`.)
 * DC-Bench draws DSA parameters per sample from the global torch RNG; ddlight from its seeded generator.
 
 Export layout (DC-Bench's ``data_loader/dc_data_loader.py``, the loader DC, DSA and DM share, and
@@ -46,6 +47,7 @@ from typing import Any
 import torch
 
 from ddlight.data.synthetic import SyntheticSet
+from ddlight.ops.augment import FIELD_STRATEGY
 from ddlight.utils.io import atomic_torch_save, atomic_write
 
 # DC-Bench's evaluation protocol with --dsa, in the SyntheticEvaluator's and data module's terms.
@@ -57,7 +59,7 @@ PROTOCOL: dict[str, Any] = {
     "weight_decay": 0.0005,
     "schedule": "step",  # lr *= 0.1 once, at half of the epochs
     "dsa": True,
-    "dsa_strategy": "color_crop_cutout_flip_scale_rotate",  # --dsa_strategy default
+    "dsa_strategy": FIELD_STRATEGY,  # --dsa_strategy default
     "batch_size": 256,  # --batch_train
     "net": {"width": 128, "depth": 3, "norm": "instancenorm", "act": "relu", "pooling": "avgpooling"},
 }

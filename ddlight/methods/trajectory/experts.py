@@ -76,7 +76,7 @@ class Experts(L.LightningModule):
         num_experts, epochs: how many experts and how many epochs each (MTT/DATM: 100 x 50; PAD's README
             for CIFAR-10: 100 x 100).
         lr, momentum, weight_decay: the experts' constant-rate SGD (``lr_teacher``, ``mom``, ``l2``).
-        dsa, dsa_strategy: DSA on every training batch; flip is dropped for digit datasets.
+        dsa, dsa_strategy: DSA on every training batch; ``auto`` drops flip for digit datasets.
         buffer_dir: output directory; also where an interrupted run is resumed from.
         el2n_models, el2n_epochs: networks and epochs behind the EL2N difficulty scores (Paul et al.'s
             10 networks scored at epoch 20).

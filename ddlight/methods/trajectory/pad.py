@@ -119,7 +119,7 @@ class PAD(Distiller):
         label_expert_epoch: trajectory row whose parameters label the images (-1: the last epoch).
         label_experts: how many experts average into the soft labels (None: all in the buffer).
         init_pool: real candidates per class searched for correctly classified images.
-        dsa_strategy: DSA ops; flip is dropped for digit datasets.
+        dsa_strategy: DSA ops; ``auto`` (default) drops flip for digit datasets (``strategy_for``).
         checkpoint_segments: 0 keeps the whole unrolled graph; s > 0 recomputes it in s segments during
             backward (about sqrt(syn_steps) segments minimises memory).
         seed, grid_every, export_dir, checkpoint_every, check_every: as for every distiller (DataDAM).
