@@ -83,8 +83,7 @@ def _check_stats(d: dict, key: str, path: Path | str, channels: int) -> tuple[fl
     return tuple(float(s) for s in v)
 
 
-def _validate(d: Any, path: Path | str) -> dict[str, Any]:
-    """Check a stored payload and return the constructor arguments of a SyntheticSet."""
+def _check_header(d: Any, path: Path | str) -> None:
     if not isinstance(d, dict):
         raise SyntheticSetError(
             f"synthetic set {path}: expected a dict saved by SyntheticSet.save, got {type(d).__name__}"
@@ -98,14 +97,12 @@ def _validate(d: Any, path: Path | str) -> dict[str, Any]:
     version = d["format_version"]
     if version != FORMAT_VERSION:
         raise _fail(path, "format_version", f"{FORMAT_VERSION} (this ddlight's format)", _describe(version))
-
-    num_classes = _check_int(d, "num_classes", path, 1)
-    ipc = _check_int(d, "ipc", path, 1)
     for key in ("method", "dataset"):
         if not isinstance(d[key], str):
             raise _fail(path, key, "a str", _describe(d[key]))
 
-    images = d["images"]
+
+def _check_images(images: Any, path: Path | str) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise _fail(path, "images", "a 4-D float tensor (N, C, H, W)", _describe(images))
     if images.shape[0] == 0:
@@ -113,26 +110,25 @@ def _validate(d: Any, path: Path | str) -> dict[str, Any]:
     if not bool(torch.isfinite(images).all()):
         bad = int((~torch.isfinite(images)).sum())
         raise _fail(path, "images", "finite values only", f"{bad} NaN/inf entries")
-    n, channels = images.shape[:2]
+    return images.float().contiguous()
 
-    labels = d["labels"]
+
+def _check_labels(labels: Any, path: Path | str, n: int, num_classes: int, ipc: int) -> torch.Tensor:
+    """Hard (N,) int labels in range with ipc * num_classes images, or finite soft (N, K) logits."""
     if not isinstance(labels, torch.Tensor):
         raise _fail(path, "labels", "a tensor", _describe(labels))
-    if labels.dim() == 1 and not labels.is_floating_point() and not labels.is_complex():
-        if labels.dtype == torch.bool:
-            raise _fail(path, "labels", "int64 class indices, not bool", _describe(labels))
-        labels = labels.long()
-        soft = False
-    elif labels.dim() == 2 and labels.is_floating_point():
-        labels = labels.float()
-        soft = True
-    else:
+    soft = labels.dim() == 2 and labels.is_floating_point()
+    hard = labels.dim() == 1 and not labels.is_floating_point() and not labels.is_complex()
+    if hard and labels.dtype == torch.bool:
+        raise _fail(path, "labels", "int64 class indices, not bool", _describe(labels))
+    if not (soft or hard):
         raise _fail(
             path,
             "labels",
             "int64 hard labels of shape (N,) or float soft labels of shape (N, K)",
             _describe(labels),
         )
+    labels = labels.float() if soft else labels.long()
     if labels.shape[0] != n:
         raise _fail(path, "labels", f"one label per image ({n})", f"{labels.shape[0]} labels")
     if soft:
@@ -142,23 +138,29 @@ def _validate(d: Any, path: Path | str) -> dict[str, Any]:
             )
         if not bool(torch.isfinite(labels).all()):
             raise _fail(path, "labels", "finite soft labels", "NaN/inf entries")
-    else:
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
-            raise _fail(path, "labels", f"class indices in [0, {num_classes})", f"values in [{lo}, {hi}]")
-        if n != ipc * num_classes:
-            raise _fail(
-                path, "ipc", f"ipc * num_classes = {ipc} * {num_classes} = {ipc * num_classes} images", f"{n}"
-            )
+        return labels.contiguous()
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise _fail(path, "labels", f"class indices in [0, {num_classes})", f"values in [{lo}, {hi}]")
+    if n != ipc * num_classes:
+        raise _fail(
+            path, "ipc", f"ipc * num_classes = {ipc} * {num_classes} = {ipc * num_classes} images", f"{n}"
+        )
+    return labels.contiguous()
 
-    mean = _check_stats(d, "mean", path, channels)
-    std = _check_stats(d, "std", path, channels)
 
+def _validate(d: Any, path: Path | str) -> dict[str, Any]:
+    """Check a stored payload and return the constructor arguments of a SyntheticSet."""
+    _check_header(d, path)
+    num_classes = _check_int(d, "num_classes", path, 1)
+    ipc = _check_int(d, "ipc", path, 1)
+    images = _check_images(d["images"], path)
+    n, channels = images.shape[:2]
     out: dict[str, Any] = {
-        "images": images.float().contiguous(),
-        "labels": labels.contiguous(),
-        "mean": mean,
-        "std": std,
+        "images": images,
+        "labels": _check_labels(d["labels"], path, n, num_classes, ipc),
+        "mean": _check_stats(d, "mean", path, channels),
+        "std": _check_stats(d, "std", path, channels),
         "num_classes": num_classes,
         "method": d["method"],
         "dataset": d["dataset"],

@@ -150,25 +150,52 @@ def build_report(
     out_dir = Path(reports_dir or spec.get("reports_dir", "reports")) / (name or f"{spec['name']}_{budget}")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    results: list[DatasetResults] = []
-    budgets: dict[str, Any] = {}
-    for key, ds in spec["datasets"].items():
-        section = budget_for(spec, budget, key)
-        budgets[key] = section
-        plan = DatasetPlan(key, ds, section, runner, data_dirs.get(key, ds["data_dir"]))
-        results.append(plan.run())
-
-    refs = {key: ds.get("study", {}) for key, ds in spec["datasets"].items()}
+    budgets = {key: budget_for(spec, budget, key) for key in spec["datasets"]}
+    results = [
+        DatasetPlan(key, ds, budgets[key], runner, data_dirs.get(key, ds["data_dir"])).run()
+        for key, ds in spec["datasets"].items()
+    ]
     led = Ledger()
-    body: list[str] = []
+    body = _body(spec, results, led, out_dir)
+    wall = time.perf_counter() - t0
+    recs = list(runner.records.values())
+    command = "python -m ddlight.report " + " ".join(shlex.quote(a) for a in (argv or []))
+    head = _head(spec, budget, budgets, results, runner, recs, wall, command.strip(), started)
+    text = "\n".join(head + body + _commands(recs)) + "\n"
+    path = out_dir / "report.md"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
+    atomic_json_dump(
+        {
+            "config": str(config),
+            "budget": budget,
+            "wall_seconds": wall,
+            "stages": [
+                {
+                    "name": r.stage.name,
+                    "dir": str(r.dir),
+                    "executed": r.executed,
+                    "wall_seconds": r.wall_seconds,
+                }
+                for r in recs
+            ],
+            "numbers": led.entries,
+        },
+        out_dir / "report.json",
+        sort_keys=False,
+    )
+    print(f"[report] wrote {path} ({wall:.1f} s)", file=sys.stderr)
+    return path
+
+
+def _body(spec: dict[str, Any], results: list[DatasetResults], led: Ledger, out_dir: Path) -> list[str]:
+    """The tables and figures, in the study's order."""
+    refs = {key: ds.get("study", {}) for key, ds in spec["datasets"].items()}
+    body: list[str] = [f"> {r.skipped}\n" for r in results if r.skipped]
     ran = [r for r in results if not r.skipped]
-    for r in results:
-        if r.skipped:
-            body.append(f"> {r.skipped}\n")
     body += ["## Table I: full-data training and model cost\n", table_i(led, ran, refs), ""]
 
-    def table_iii(r: DatasetResults) -> str:
-        return table_iii_iv(led, r, refs, f"Table {spec['datasets'][r.key].get('table', 'III')} ({r.title})")
+    def table_name(r: DatasetResults) -> str:
+        return f"Table {spec['datasets'][r.key].get('table', 'III')}"
 
     def table_v_and_export(r: DatasetResults) -> str:
         rel = os.path.relpath(r.dcbench_export, out_dir) if r.dcbench_export else "-"
@@ -182,12 +209,9 @@ def build_report(
     # (heading, whether a dataset has the section, how to render it), in the study's order.
     sections = [
         (
-            lambda r: (
-                f"Table {spec['datasets'][r.key].get('table', 'III')} ({r.title}): original vs "
-                "synthetic, cross-architecture"
-            ),
+            lambda r: f"{table_name(r)} ({r.title}): original vs synthetic, cross-architecture",
             lambda r: True,
-            table_iii,
+            lambda r: table_iii_iv(led, r, refs, f"{table_name(r)} ({r.title})"),
         ),
         (
             lambda r: f"Table V ({r.title}): ddlight's evaluator vs the DC-Bench protocol",
@@ -215,16 +239,27 @@ def build_report(
     body.append("## Figures\n")
     for r in ran:
         body += _fig_lines(r, out_dir)
+    return body
 
-    wall = time.perf_counter() - t0
-    recs = list(runner.records.values())
+
+def _head(
+    spec: dict[str, Any],
+    budget: str,
+    budgets: dict[str, Any],
+    results: list[DatasetResults],
+    runner: Runner,
+    recs: list[Any],
+    wall: float,
+    command: str,
+    started: str,
+) -> list[str]:
+    """Title, how it was produced and what it cost, the machine and the budget."""
     executed = [rec for rec in recs if rec.executed]
-    command = "python -m ddlight.report " + " ".join(shlex.quote(a) for a in (argv or []))
     ran_s = sum(r.wall_seconds for r in executed)
     reused_s = sum(r.wall_seconds for r in recs if not r.executed)
     head = [
         f"# ddlight reproduction report: {spec['name']} (budget `{budget}`)\n",
-        f"Produced by `{command.strip()}` (started {started}).\n",
+        f"Produced by `{command}` (started {started}).\n",
         f"**Wall time of this invocation: {wall:.1f} s ({wall / 60:.1f} min)**; it ran "
         f"{len(executed)} stage(s) ({ran_s:.1f} s) and reused {len(recs) - len(executed)} finished "
         f"one(s) ({reused_s:.1f} s when they ran). Every number below is read from the files these "
@@ -239,9 +274,10 @@ def build_report(
         "Budget flags per dataset (added to each stage's command; see 'Commands'):\n",
         "```yaml\n" + yaml.safe_dump(budgets, sort_keys=False, width=110).strip() + "\n```\n",
     ]
-    for r in ran:
-        if r.note:
-            head.append(f"{r.title}: {r.note}\n")
+    return head + [f"{r.title}: {r.note}\n" for r in results if not r.skipped and r.note]
+
+
+def _commands(recs: list[Any]) -> list[str]:
     cmds = [
         "## Commands\n",
         "Each stage in the order it was needed, with the command(s) a user would type:\n",
@@ -250,30 +286,7 @@ def build_report(
         status = "ran" if rec.executed else "reused"
         cmds.append(f"- `{rec.stage.name}` ({status}; {rec.wall_seconds:.1f} s; `{rec.dir}`)\n")
         cmds.append("  ```bash\n" + "\n".join(f"  {c}" for c in rec.commands) + "\n  ```")
-    text = "\n".join(head + body + cmds) + "\n"
-    path = out_dir / "report.md"
-    atomic_write(path, lambda fh: fh.write(text.encode()))
-    atomic_json_dump(
-        {
-            "config": str(config),
-            "budget": budget,
-            "wall_seconds": wall,
-            "stages": [
-                {
-                    "name": r.stage.name,
-                    "dir": str(r.dir),
-                    "executed": r.executed,
-                    "wall_seconds": r.wall_seconds,
-                }
-                for r in recs
-            ],
-            "numbers": led.entries,
-        },
-        out_dir / "report.json",
-        sort_keys=False,
-    )
-    print(f"[report] wrote {path} ({wall:.1f} s)", file=sys.stderr)
-    return path
+    return cmds
 
 
 def _protocol_text() -> str:
