@@ -61,6 +61,9 @@ class DDLightCLI(LightningCLI):
         # One seed flag: a method's seed also seeds its data module (episode draws, splits); two different
         # values would also make Lightning refuse to log the two modules' hyper-parameters together.
         parser.link_arguments("model.init_args.seed", "data.init_args.seed")
+        # A matching method's real images per class per step are the data module's episodes: typed once.
+        # (Stages without batch_real leave episode_per_class as configured.)
+        parser.link_arguments("model.init_args.batch_real", "data.init_args.episode_per_class")
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, (dict, Namespace)) else []
