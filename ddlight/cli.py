@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 # Imported so short class names (e.g. ``class_path: Baseline``) resolve in configs and flags.
+import ddlight.callbacks  # noqa: F401
 import ddlight.data  # noqa: F401
 import ddlight.methods  # noqa: F401
 import ddlight.models  # noqa: F401
