@@ -1,7 +1,7 @@
 """Lightning stages: one module per method."""
 
 from ddlight.methods.baseline import Baseline
-from ddlight.methods.datadam import DataDAM
+from ddlight.methods.matching import DataDAM
 from ddlight.methods.evaluator import SyntheticEvaluator
 from ddlight.methods.trajectory import PAD, ExpertBuffer, Experts
 
