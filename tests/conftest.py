@@ -1,10 +1,8 @@
-import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
 SHARED_DATA = (TESTS.parent / ".." / "shared" / "data").resolve()
 
 

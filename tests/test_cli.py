@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from ddlight.cli import DDLightCLI
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
@@ -17,6 +17,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_print_config_round_trip(tmp_path):
     first = run_cli("fit", "--config", str(CONFIGS / "baseline_mnist.yaml"), "--print_config", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -48,6 +49,7 @@ def test_one_flag_swaps_the_model(tmp_path):
     assert isinstance(cli.model.net, MLP)
 
 
+@pytest.mark.slow
 def test_bad_config_exits_nonzero_with_message(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  class_path: ddlight.methods.Baseline\n  init_args:\n    lr: fast\n")
@@ -56,6 +58,7 @@ def test_bad_config_exits_nonzero_with_message(tmp_path):
     assert "lr" in out.stderr
 
 
+@pytest.mark.slow
 def test_fit_fast_dev_run_mnist(mnist_root, tmp_path):
     cli = DDLightCLI(
         args=[
@@ -92,7 +95,7 @@ def test_num_classes_mismatch_is_reported(tmp_path):
 
 
 def test_fit_fast_dev_run_mhist_fixture(tmp_path):
-    from mhist_fixture import make_mhist_fixture
+    from tests.helpers.mhist import make_mhist_fixture
 
     root = make_mhist_fixture(tmp_path / "mhist", n_train=8, n_test=4, size=224)
     cli = DDLightCLI(
@@ -114,6 +117,7 @@ def test_fit_fast_dev_run_mhist_fixture(tmp_path):
     assert cli.datamodule.train_images.shape[1:] == (3, 224, 224)
 
 
+@pytest.mark.slow
 def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text(
@@ -124,6 +128,7 @@ def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
     assert f"config file {bad}: YAML syntax error at line 5, column 4" in out.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_is_one_message_not_a_traceback(tmp_path):
     out = run_cli(
         "fit",
@@ -153,7 +158,7 @@ def test_swapping_the_network_resets_the_old_blocks_architecture_args():
 
 
 def test_one_seed_flag_seeds_the_method_and_its_data(tmp_path):
-    from cli_args import TINY_DATADAM
+    from tests.helpers.cli_args import TINY_DATADAM
 
     cli = DDLightCLI(
         args=[

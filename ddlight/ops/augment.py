@@ -114,7 +114,7 @@ class DSA:
 
     def __init__(
         self,
-        strategy: str = DEFAULT_STRATEGY,
+        strategy: str = FIELD_STRATEGY,
         prob_flip: float = 0.5,
         ratio_scale: float = 1.2,
         ratio_rotate: float = 15.0,

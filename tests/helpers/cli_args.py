@@ -10,10 +10,10 @@ QUIET = (
     "false",
 )
 
-# test_experts.TinyDigits (4 classes of 12x12 digits) with a ConvNet small enough for it.
+# tests.helpers.builders.TinyDigits (4 classes of 12x12 digits) with a ConvNet small enough for it.
 TINY_DIGITS_NET = (
     "--data",
-    "test_experts.TinyDigits",
+    "tests.helpers.builders.TinyDigits",
     "--model.init_args.net.init_args.num_classes",
     "4",
     "--model.init_args.net.init_args.width",

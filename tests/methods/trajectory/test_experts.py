@@ -6,16 +6,13 @@ minute on two cores.
 
 import json
 import math
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from cli_args import QUIET, TINY_DIGITS_NET
 from torch import nn
 
 from ddlight.cli import DDLightCLI
-from ddlight.data.base import RealDataModule
 from ddlight.methods.trajectory import (
     FIEX,
     ExpertBuffer,
@@ -28,78 +25,17 @@ from ddlight.methods.trajectory import (
     fiex_schedule,
     flatten_parameters,
 )
-from ddlight.models import ConvNet
 from ddlight.models.init import mix_seed, reinitialize
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class TinyDigits(RealDataModule):
-    """4 classes of 12x12 uint8 blobs at class-dependent places plus noise: learnable in a few steps."""
-
-    num_classes = 4
-    channels = 1
-    mean = (0.2,)
-    std = (0.3,)
-    class_names = ("a", "b", "c", "d")
-
-    def __init__(self, n_train: int = 160, n_test: int = 40, batch_size: int = 32, seed: int = 0) -> None:
-        super().__init__(batch_size=batch_size, eval_batch_size=64, seed=seed)
-        self.n_train, self.n_test = n_train, n_test
-
-    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.n_train if split == "train" else self.n_test
-        gen = torch.Generator().manual_seed(0 if split == "train" else 1)
-        labels = torch.arange(n) % 4
-        images = torch.randint(0, 60, (n, 1, 12, 12), generator=gen)
-        rows, cols = (labels // 2) * 6, (labels % 2) * 6
-        grid = torch.arange(12)
-        inside_r = (grid[None, :] >= rows[:, None]) & (grid[None, :] < rows[:, None] + 6)
-        inside_c = (grid[None, :] >= cols[:, None]) & (grid[None, :] < cols[:, None] + 6)
-        images = images + 180 * (inside_r[:, :, None] & inside_c[:, None, :])[:, None].long()
-        return images.clamp(0, 255).to(torch.uint8), labels
-
-
-def tiny_net() -> ConvNet:
-    return ConvNet(channel=1, num_classes=4, width=8, depth=2, im_size=12)
-
-
-def make_trainer(max_epochs: int, root: Path) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        limit_train_batches=3,
-        default_root_dir=str(root),
-    )
-
-
-def make_module(buffer_dir: Path, **kw) -> Experts:
-    args = dict(
-        net=tiny_net(),
-        num_experts=2,
-        epochs=3,
-        buffer_dir=str(buffer_dir),
-        el2n_models=2,
-        el2n_epochs=1,
-        fiex=FIEX(init_ratio=0.5, add_end_epoch=1, rm_epoch_first=1, rm_epoch_second=2),
-        dsa_strategy="color_crop_cutout_scale_rotate",
-    )
-    args.update(kw)
-    return Experts(**args)
+from tests.helpers import ROOT
+from tests.helpers.builders import TinyDigits, make_experts, make_trainer, tiny_net
+from tests.helpers.cli_args import QUIET, TINY_DIGITS_NET
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One full two-expert run shared by the format tests."""
     root = tmp_path_factory.mktemp("experts")
-    module = make_module(root / "buf")
+    module = make_experts(root / "buf")
     make_trainer(6, root).fit(module, datamodule=TinyDigits())
     return root / "buf", module
 
@@ -151,13 +87,13 @@ def test_resume_trains_only_missing_experts(tmp_path):
     first = make_trainer(6, tmp_path)
     first.callbacks.append(Crash())
     with pytest.raises(RuntimeError, match="simulated crash"):
-        first.fit(make_module(buf_dir, scheduler=False), datamodule=TinyDigits())
+        first.fit(make_experts(buf_dir, scheduler=False), datamodule=TinyDigits())
     assert ExpertBuffer(buf_dir).completed == [0]
     assert not (buf_dir / expert_filename(1)).exists()  # a half-trained expert is never written
     before = (buf_dir / expert_filename(0)).read_bytes()
     mtime = (buf_dir / expert_filename(0)).stat().st_mtime_ns
 
-    second = make_module(buf_dir, scheduler=False)
+    second = make_experts(buf_dir, scheduler=False)
     trainer = make_trainer(6, tmp_path)
     trainer.fit(second, datamodule=TinyDigits())
     assert second.todo == [1]
@@ -169,11 +105,13 @@ def test_resume_trains_only_missing_experts(tmp_path):
 
     # Expert 1 is the same as in a run that never stopped.
     fresh = tmp_path / "fresh"
-    make_trainer(6, tmp_path).fit(make_module(fresh, num_experts=2, scheduler=False), datamodule=TinyDigits())
+    make_trainer(6, tmp_path).fit(
+        make_experts(fresh, num_experts=2, scheduler=False), datamodule=TinyDigits()
+    )
     assert torch.equal(ExpertBuffer(fresh).load_expert(1), buf.load_expert(1))
 
     # A third run has nothing left to do and leaves the buffer alone.
-    third = make_module(buf_dir, num_experts=2, scheduler=False)
+    third = make_experts(buf_dir, num_experts=2, scheduler=False)
     make_trainer(6, tmp_path).fit(third, datamodule=TinyDigits())
     assert third.todo == [] and ExpertBuffer(buf_dir).completed == [0, 1]
 
@@ -181,17 +119,19 @@ def test_resume_trains_only_missing_experts(tmp_path):
 def test_mismatched_recipe_is_refused(tmp_path):
     buf_dir = tmp_path / "buf"
     make_trainer(3, tmp_path).fit(
-        make_module(buf_dir, num_experts=1, scheduler=False), datamodule=TinyDigits()
+        make_experts(buf_dir, num_experts=1, scheduler=False), datamodule=TinyDigits()
     )
     with pytest.raises(ValueError, match="lr"):
         make_trainer(6, tmp_path).fit(
-            make_module(buf_dir, num_experts=2, scheduler=False, lr=0.1), datamodule=TinyDigits()
+            make_experts(buf_dir, num_experts=2, scheduler=False, lr=0.1), datamodule=TinyDigits()
         )
 
 
 def test_max_epochs_must_match_the_plan(tmp_path):
     with pytest.raises(ValueError, match="max_epochs: 6"):
-        make_trainer(5, tmp_path).fit(make_module(tmp_path / "buf", scheduler=False), datamodule=TinyDigits())
+        make_trainer(5, tmp_path).fit(
+            make_experts(tmp_path / "buf", scheduler=False), datamodule=TinyDigits()
+        )
 
 
 def test_el2n_matches_hand_computation():

@@ -1,7 +1,7 @@
 """PAD stage 2 (trajectory matching): the mask, the loss, gradients, checkpointed unrolling, export.
 
-A two-expert buffer of the width-8 ConvNet on 12x12 synthetic digits (from test_experts) keeps every test
-to a few seconds on two cores.
+A two-expert buffer of the width-8 ConvNet on 12x12 synthetic digits (``tests.helpers.builders``) keeps
+every test to a few seconds on two cores.
 """
 
 import json
@@ -12,8 +12,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from cli_args import QUIET, TINY_DIGITS_NET
-from test_experts import TinyDigits, make_module, make_trainer, tiny_net
 
 from ddlight.cli import DDLightCLI
 from ddlight.data import SyntheticSet
@@ -27,8 +25,10 @@ from ddlight.methods.trajectory import (
 )
 from ddlight.models import ConvNet
 from ddlight.ops.losses import matching_loss
+from tests.helpers import ROOT
+from tests.helpers.builders import TinyDigits, make_experts, make_trainer, tiny_net
+from tests.helpers.cli_args import QUIET, TINY_DIGITS_NET
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
@@ -37,7 +37,7 @@ def buffer_dir(tmp_path_factory) -> Path:
     """Two experts x 3 epochs of 3 batches at lr 0.05, which classify the test split perfectly (no
     curriculum: EL2N is tested in test_experts)."""
     root = tmp_path_factory.mktemp("pad_buffer")
-    make_trainer(6, root).fit(make_module(root / "buf", scheduler=False, lr=0.05), datamodule=TinyDigits())
+    make_trainer(6, root).fit(make_experts(root / "buf", scheduler=False, lr=0.05), datamodule=TinyDigits())
     return root / "buf"
 
 

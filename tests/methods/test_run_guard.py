@@ -10,7 +10,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from cli_args import TINY_DATADAM
 
 from ddlight.artifacts import LAST_CHECKPOINT
 from ddlight.cli import DDLightCLI
@@ -19,15 +18,15 @@ from ddlight.data.base import ClassBalancedEpisodes
 from ddlight.methods import DataDAM
 from ddlight.methods.run_guard import DivergedError
 from ddlight.models import ConvNet
+from tests.helpers import ROOT
+from tests.helpers.cli_args import TINY_DATADAM
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
-TESTS = Path(__file__).parent
 
 
 def ddlight_cmd(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m ddlight`` in a subprocess, with the tests folder importable for probe callbacks."""
-    env = dict(os.environ, PYTHONPATH=str(TESTS) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    """``python -m ddlight`` in a subprocess, with ``tests.helpers`` importable for probe callbacks."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-m", "ddlight", *args],
         cwd=cwd,
@@ -51,6 +50,7 @@ def quiet_trainer(tmp_path: Path, **kw) -> L.Trainer:
 
 
 # --------------------------------------------------------------------------------- Ctrl-C and resume
+@pytest.mark.slow
 def test_sigint_checkpoints_exports_partial_and_resumes_to_the_uninterrupted_images(tmp_path):
     common = (
         "fit",
@@ -72,7 +72,7 @@ def test_sigint_checkpoints_exports_partial_and_resumes_to_the_uninterrupted_ima
         *common,
         "--model.init_args.export_dir",
         str(tmp_path / "cut"),
-        "--trainer.callbacks+=ddp_probe.InterruptAt",
+        "--trainer.callbacks+=tests.helpers.probes.InterruptAt",
         "--trainer.callbacks.step=4",
         cwd=tmp_path,
     )
@@ -129,6 +129,7 @@ def test_divergence_stops_restores_the_last_finite_set_and_checkpoint(tmp_path):
     torch.testing.assert_close(ckpt["state_dict"]["images"], syn.images)
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_fails_fast_naming_it_without_a_traceback(tmp_path):
     out = ddlight_cmd(
         "fit",

@@ -5,17 +5,13 @@ from __future__ import annotations
 import csv
 import logging
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from mhist_fixture import HEADER, make_mhist_fixture  # noqa: E402
-
-from ddlight.data import MHISTDataModule  # noqa: E402
+from ddlight.data import MHISTDataModule
+from tests.helpers.mhist import HEADER, make_mhist_fixture
 
 N_SSA_COL = HEADER[2]
 

@@ -18,8 +18,8 @@ from ddlight.report import dcbench
 from ddlight.report.ipc_search import Target, search_lossless_ipc
 from ddlight.report.runner import MARKER, Runner, Stage, flags
 from ddlight.report.tables import format_seconds
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "report_mnist.yaml"
 
 
@@ -197,6 +197,7 @@ def test_runner_skips_finished_and_wipes_interrupted(tmp_path, monkeypatch):
     assert again.executed and calls == ["s", "s"] and not (rec.dir / "partial.txt").exists()
 
 
+@pytest.mark.slow
 def test_runner_subprocess_mode_records_the_command(tmp_path):
     path = make_set(soft=False).save(tmp_path / "synthetic.pt")
     rec = Runner(tmp_path / "art", subprocess=True, log=lambda s: None).run(
@@ -208,6 +209,7 @@ def test_runner_subprocess_mode_records_the_command(tmp_path):
     assert "$ python -m ddlight.report.dcbench" in (rec.dir / "log.txt").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget", ["small", "paper"])
 def test_every_budget_command_parses(budget, monkeypatch):
     """The budgets no test runs: each of their stage commands must at least parse and instantiate."""
@@ -242,9 +244,8 @@ def mnist_subset(mnist_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_report(mnist_subset, tmp_path_factory):
-    from mhist_fixture import make_mhist_fixture
-
     from ddlight.report.__main__ import main
+    from tests.helpers.mhist import make_mhist_fixture
 
     base = tmp_path_factory.mktemp("report")
     mhist = make_mhist_fixture(base / "mhist", n_train=8, n_test=4, size=224)
@@ -305,6 +306,7 @@ def read_source(file: str, key: str) -> float:
     return SyntheticSet.load(p).extra["distill_seconds"]
 
 
+@pytest.mark.slow
 def test_tiny_report_has_every_table_and_figure(tiny_report):
     base, _, path = tiny_report
     text = path.read_text()
@@ -334,6 +336,7 @@ def test_tiny_report_has_every_table_and_figure(tiny_report):
     assert export[0].shape == (100, 1, 28, 28) and export[1].dtype == torch.int64
 
 
+@pytest.mark.slow
 def test_tiny_report_numbers_come_from_stage_outputs(tiny_report):
     base, _, path = tiny_report
     text = path.read_text()
@@ -386,6 +389,7 @@ def test_tiny_report_numbers_come_from_stage_outputs(tiny_report):
     assert "Smallest IPC meeting the target: 1**" in section_of(text, "Lossless IPC search")
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_stage_and_skips_missing_mhist(tiny_report, monkeypatch):
     from ddlight.report.__main__ import main
 

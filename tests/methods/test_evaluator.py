@@ -1,16 +1,14 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from cli_args import QUIET
 
 from ddlight.cli import DDLightCLI
-from ddlight.data import MNISTDataModule, SyntheticSet
 from ddlight.methods.evaluator import SyntheticEvaluator, accuracy, lr_factor, soft_or_hard_ce
 from ddlight.models import MLP, ConvNet
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+from tests.helpers.builders import bundled_set
+from tests.helpers.cli_args import QUIET
 
 
 def test_lr_schedules():
@@ -26,24 +24,6 @@ def test_soft_labels_reduce_to_hard_labels():
     y = torch.tensor([0, 1, 2, 3, 0, 1])
     sharp = torch.nn.functional.one_hot(y, 4).float() * 1e4
     torch.testing.assert_close(soft_or_hard_ce(logits, sharp), soft_or_hard_ce(logits, y))
-
-
-def bundled_set(ipc: int = 2) -> tuple[SyntheticSet, MNISTDataModule]:
-    dm = MNISTDataModule(source="bundled")
-    dm.setup()
-    idx = torch.cat([torch.nonzero(dm.train_labels == c).flatten()[:ipc] for c in range(10)])
-    images = (dm.train_images[idx].float() / 255 - 0.1307) / 0.3081
-    syn = SyntheticSet(
-        images=images,
-        labels=dm.train_labels[idx],
-        mean=dm.mean,
-        std=dm.std,
-        num_classes=10,
-        method="real",
-        dataset="mnist",
-        ipc=ipc,
-    )
-    return syn, dm
 
 
 def test_fit_plain_trains_every_run_and_reports(tmp_path):
@@ -74,6 +54,7 @@ def test_training_on_real_digits_beats_chance(tmp_path):
     assert res["mean"] > 0.5
 
 
+@pytest.mark.slow
 def test_fit_plain_bf16_autocast_trains_and_refuses_unknown_precision():
     syn, dm = bundled_set(ipc=10)
     ev = SyntheticEvaluator(ConvNet(width=32), num_runs=1, epochs=30, dsa=False)

@@ -1,20 +1,20 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from cli_args import QUIET, TINY_DATADAM
 
 from ddlight.cli import DDLightCLI
 from ddlight.data import MNISTDataModule, SyntheticSet
 from ddlight.methods import DataDAM
 from ddlight.models import ConvNet
 from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
+from tests.helpers import ROOT
+from tests.helpers.builders import small_model
+from tests.helpers.cli_args import QUIET, TINY_DATADAM
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 
@@ -35,12 +35,6 @@ def test_class_mean_loss_by_hand():
     torch.testing.assert_close(means, torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
     # class 0: (2-1)^2 + (0-1)^2 = 2 ; class 1: 0 + 9 = 9
     assert float(mean_matching_loss(means, syn, 2)) == pytest.approx(11.0)
-
-
-def small_model(**kw) -> DataDAM:
-    args = dict(ipc=2, batch_real=8, steps_per_network=100, grid_every=0, dsa_strategy="none")
-    args.update(kw)
-    return DataDAM(ConvNet(width=16, micro_batch=0), **args)
 
 
 def test_loss_decreases_on_real_mnist(mnist_root, tmp_path):
@@ -186,7 +180,7 @@ def test_resume_reaches_the_same_images(tmp_path):
 
 
 def test_mhist_config_fast_dev_run(tmp_path):
-    from mhist_fixture import make_mhist_fixture
+    from tests.helpers.mhist import make_mhist_fixture
 
     root = make_mhist_fixture(tmp_path / "mhist", n_train=8, n_test=4, size=128)
     cli = DDLightCLI(
@@ -220,14 +214,13 @@ def test_mhist_config_fast_dev_run(tmp_path):
     assert "flip" in cli.model.dsa.ops
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
 def test_ddp_two_ranks_keep_identical_images(tmp_path):
     """The shipped config as the README runs it under DDP: no export_dir (so the export path comes from
     the logger, a broadcast), a logger and periodic checkpoints. It used to hang forever after the last
     step: rank 0 entered that broadcast from rank-zero-only export code."""
-    env = dict(
-        os.environ, PYTHONPATH=str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
-    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(
         [
             sys.executable,
@@ -255,7 +248,7 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
             str(tmp_path / "logs"),
             "--trainer.enable_progress_bar",
             "false",
-            "--trainer.callbacks+=ddp_probe.RecordRanks",
+            "--trainer.callbacks+=tests.helpers.probes.RecordRanks",
             f"--trainer.callbacks.out_dir={tmp_path}",
         ],
         cwd=tmp_path,
@@ -301,7 +294,7 @@ def test_bf16_mixed_precision_on_cpu(tmp_path):
 
 
 def test_evaluate_callback_logs_accuracy(tmp_path):
-    from ddlight.methods.evaluator import EvaluateSyntheticCallback
+    from ddlight.callbacks import EvaluateSyntheticCallback
 
     dm = MNISTDataModule(source="bundled", episode_per_class=4)
     cb = EvaluateSyntheticCallback(
@@ -319,7 +312,7 @@ def test_evaluate_callback_logs_accuracy(tmp_path):
 
 def test_evaluate_callback_refuses_learned_lr_before_distilling(tmp_path):
     """DataDAM learns no student rate: lr='learned' must fail at fit start, not at the first evaluation."""
-    from ddlight.methods.evaluator import EvaluateSyntheticCallback
+    from ddlight.callbacks import EvaluateSyntheticCallback
 
     with pytest.raises(ValueError, match="lr must be a number or 'learned'"):
         EvaluateSyntheticCallback(ConvNet(width=8), lr="learnt")
@@ -331,3 +324,18 @@ def test_evaluate_callback_refuses_learned_lr_before_distilling(tmp_path):
     with pytest.raises(ValueError, match=r"syn_lr.*DataDAM\.export_extra"):
         trainer.fit(model, MNISTDataModule(source="bundled", episode_per_class=4))
     assert trainer.global_step == 0 and cb.history == []  # no distillation step ran
+
+
+@pytest.mark.parametrize(
+    ("strategy", "applied"),
+    [("auto", "color_crop_cutout_scale_rotate"), ("color_crop_cutout_flip_scale_rotate", None)],
+)
+def test_export_records_the_dsa_strategy_that_ran(tmp_path, strategy, applied):
+    """'auto' drops flip for digits and the set records what ran; an explicit strategy keeps flip."""
+    model = small_model(batch_real=4, export_dir=str(tmp_path), dsa_strategy=strategy)
+    L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(
+        model, MNISTDataModule(source="bundled", episode_per_class=4)
+    )
+    ran = applied or strategy
+    assert "_".join(model.dsa.ops) == ran
+    assert SyntheticSet.load(tmp_path / "synthetic.pt").config["model"]["dsa_strategy"] == ran
