@@ -137,15 +137,20 @@ class RunGuard(L.Callback):
         trainer = pl_module.trainer
         return [g for opt in trainer.optimizers for g in opt.param_groups]
 
-    def _finite_groups(self, pl_module: Any) -> list[tuple[str, bool]]:
+    def _finite_groups(self, pl_module: Any, loss_ok: torch.Tensor | None = None) -> list[tuple[str, bool]]:
+        """(group name, all finite) per optimizer group, plus ``("loss", ok)`` when ``loss_ok`` is given:
+        one stacked tensor, so a check costs one host sync."""
         groups = self._groups(pl_module)
-        per_group = [torch.stack([torch.isfinite(p).all() for p in g["params"]]).all() for g in groups]
-        flags = torch.stack(per_group).cpu()  # the one host sync of a check
-        return [(str(g.get("name", i)), bool(f)) for i, (g, f) in enumerate(zip(groups, flags, strict=True))]
+        names = [str(g.get("name", i)) for i, g in enumerate(groups)]
+        flags = [torch.stack([torch.isfinite(p).all() for p in g["params"]]).all() for g in groups]
+        if loss_ok is not None:
+            names, flags = [*names, "loss"], [*flags, loss_ok.to(flags[0].device)]
+        return list(zip(names, torch.stack(flags).cpu().tolist(), strict=True))
 
     def _check(self, trainer: L.Trainer, pl_module: Any, step: int) -> None:
-        groups = self._finite_groups(pl_module)
-        loss_bad = bool(self._bad.cpu()) if self._bad is not None else False
+        loss_ok = ~self._bad if self._bad is not None else None
+        groups = self._finite_groups(pl_module, loss_ok)
+        loss_bad = not groups.pop()[1] if loss_ok is not None else False
         bad = [name for name, ok in groups if not ok]
         diverged = loss_bad or bool(bad)
         if trainer.world_size > 1:
