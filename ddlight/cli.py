@@ -8,6 +8,7 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,21 @@ class DDLightCLI(LightningCLI):
         # A matching method's real images per class per step are the data module's episodes: typed once.
         # (Stages without batch_real leave episode_per_class as configured.)
         parser.link_arguments("model.init_args.batch_real", "data.init_args.episode_per_class")
+        # The data decide what the network is built for (channels, classes, image size): configs say only
+        # the architecture. A net class without one of these args (ResNet18 has no im_size) ignores it.
+        for arg in DATA_SHAPE_ARGS:
+            parser.link_arguments(
+                "data", f"model.init_args.net.init_args.{arg}", compute_fn=partial(shape_arg, arg),
+                apply_on="instantiate",
+            )
+
+    def instantiate_classes(self) -> None:
+        typed = typed_shape_args(self.config_init_for_links())
+        super().instantiate_classes()
+        check_typed_shape(typed, self.datamodule)
+
+    def config_init_for_links(self) -> Namespace:
+        return self.config.get(self.config.get("subcommand")) if "subcommand" in self.config else self.config
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
         argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, (dict, Namespace)) else []
@@ -73,9 +89,55 @@ class DDLightCLI(LightningCLI):
             if problem:
                 parser.error(problem)
         super().parse_arguments(parser, args)
-        root = self.config.get(self.config.get("subcommand")) if "subcommand" in self.config else self.config
+        root = self.config_init_for_links()
         for note in reset_swapped_classes(root, argv):
             rank_zero_warn(note)
+
+
+def shape_arg(arg: str, datamodule: Any) -> Any:
+    """One of the data module's :meth:`~ddlight.data.RealDataModule.shape_args` for the net link."""
+    shape = getattr(datamodule, "shape_args", None)
+    if shape is None:
+        raise ValueError(
+            f"data module {type(datamodule).__name__} has no shape_args(); the CLI builds every net for the "
+            "data's channels, classes and image size: subclass ddlight.data.RealDataModule"
+        )
+    return shape()[arg]
+
+
+def typed_shape_args(config: Namespace) -> dict[str, Any]:
+    """The net's data-shape args that a config or flag set to something other than the class default
+    (the link overwrites them, so a value typed for other data must be caught, not silently replaced)."""
+    net = config.get("model.init_args.net")
+    if not isinstance(net, Namespace) or "class_path" not in net:
+        return {}
+    module, _, cls_name = str(net["class_path"]).rpartition(".")
+    params = inspect.signature(getattr(importlib.import_module(module), cls_name)).parameters
+    init = net.get("init_args") or Namespace()
+    return {
+        k: init[k]
+        for k in DATA_SHAPE_ARGS
+        if k in init and k in params and init[k] is not None and init[k] != params[k].default
+    }
+
+
+def check_typed_shape(typed: dict[str, Any], datamodule: Any) -> None:
+    if not typed or not hasattr(datamodule, "shape_args"):
+        return
+    have = datamodule.shape_args()
+    wrong = {k: v for k, v in typed.items() if _as_size(v) != _as_size(have[k])}
+    if wrong:
+        said = ", ".join(f"{k}={v!r} (the data: {have[k]!r})" for k, v in sorted(wrong.items()))
+        raise ValueError(
+            f"model.init_args.net.init_args sets {said}, which {type(datamodule).__name__} contradicts; "
+            "the data decide these (linked): drop them from the config or change the data module"
+        )
+
+
+def _as_size(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(v) if len(set(v)) > 1 else v[0]
+    return v
 
 
 def config_paths(argv: Sequence[str]) -> list[Path]:

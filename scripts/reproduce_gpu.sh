@@ -5,7 +5,7 @@
 #   bash scripts/reproduce_gpu.sh [OUTDIR]          (default artifacts/gpu)
 # Chains:  A) DataDAM study configs (real, noise) -> evaluator: study recipe (cosine, 50 epochs) with
 #             ConvNet-3 and MLP, and the field's 300-epoch protocol with ConvNet-3.
-#          B) experts (configs/gpu/experts_mnist.yaml) -> PAD IPC 1/10/100 + noise in parallel -> evaluator.
+#          B) experts (configs/mnist/gpu/experts.yaml) -> PAD IPC 1/10/100 + noise in parallel -> evaluator.
 set -u
 OUTDIR=${1:-artifacts/gpu}
 mkdir -p "$OUTDIR"
@@ -22,12 +22,12 @@ stage() {  # stage NAME CMD... : run, log its output, record wall time and exit 
 }
 evaluate() {  # evaluate NAME SET_DIR : the three evaluations of one synthetic set
   local name=$1 dir=$2
-  stage "eval_${name}_convnet300" $PY -m ddlight fit --config configs/evaluate_mnist.yaml \
+  stage "eval_${name}_convnet300" $PY -m ddlight fit --config configs/mnist/evaluate.yaml \
     --data.init_args.path "$dir/synthetic.pt" --model.init_args.results_path "$dir/eval_convnet_300.json" \
     --trainer.logger.init_args.name "eval_${name}"
   if [ "${3:-}" = study ]; then
     for arch in convnet mlp; do
-      cfg=configs/evaluate_mnist.yaml; [ $arch = mlp ] && cfg=configs/evaluate_mnist_mlp.yaml
+      cfg=configs/mnist/evaluate.yaml; [ $arch = mlp ] && cfg=configs/mnist/evaluate_mlp.yaml
       stage "eval_${name}_${arch}_cosine50" $PY -m ddlight fit --config $cfg \
         --model.init_args.schedule cosine --model.init_args.epochs 50 --trainer.max_epochs 50 \
         --data.init_args.path "$dir/synthetic.pt" --model.init_args.results_path "$dir/eval_${arch}_cosine50.json" \
@@ -39,8 +39,9 @@ chain_datadam() {  # chain_datadam NAME CONFIG
   stage "distill_$1" $PY -m ddlight fit --config "$2" --model.init_args.export_dir "$OUTDIR/$1" \
     --trainer.logger.init_args.name "$1" && evaluate "$1" "$OUTDIR/$1" study
 }
-chain_pad() {  # chain_pad NAME CONFIG
-  stage "distill_$1" $PY -m ddlight fit --config "$2" --model.init_args.export_dir "$OUTDIR/$1" \
+chain_pad() {  # chain_pad NAME STEM: configs/mnist/STEM.yaml with its GPU overlay configs/mnist/gpu/STEM.yaml
+  stage "distill_$1" $PY -m ddlight fit --config "configs/mnist/$2.yaml" --config "configs/mnist/gpu/$2.yaml" \
+    --model.init_args.export_dir "$OUTDIR/$1" \
     && evaluate "$1" "$OUTDIR/$1"
 }
 
@@ -48,12 +49,12 @@ log "machine: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2
 $PY -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)" \
   | tee -a "$OUTDIR/timeline.txt"
 
-chain_datadam datadam_study_real configs/datadam_mnist.yaml &
-chain_datadam datadam_study_noise configs/datadam_mnist_noise.yaml &
+chain_datadam datadam_study_real configs/mnist/datadam.yaml &
+chain_datadam datadam_study_noise configs/mnist/datadam_noise.yaml &
 
-stage experts $PY -m ddlight fit --config configs/gpu/experts_mnist.yaml
-for ipc in 1 10 100; do chain_pad "pad_ipc$ipc" "configs/gpu/pad_mnist_ipc$ipc.yaml" & done
-chain_pad pad_noise configs/gpu/pad_mnist_noise.yaml &
+stage experts $PY -m ddlight fit --config configs/mnist/experts.yaml --config configs/mnist/gpu/experts.yaml
+for ipc in 1 10 100; do chain_pad "pad_ipc$ipc" "pad_ipc$ipc" & done
+chain_pad pad_noise pad_noise &
 wait
 log "all done"
 touch "$OUTDIR/ALL_DONE"

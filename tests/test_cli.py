@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ddlight.cli import DDLightCLI
@@ -19,7 +20,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_print_config_round_trip(tmp_path):
-    first = run_cli("fit", "--config", str(CONFIGS / "baseline_mnist.yaml"), "--print_config", cwd=tmp_path)
+    first = run_cli("fit", "--config", str(CONFIGS / "mnist" / "baseline.yaml"), "--print_config", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     cfg = yaml.safe_load(first.stdout)
     assert cfg["model"]["class_path"] == "ddlight.methods.Baseline"
@@ -64,7 +65,7 @@ def test_fit_fast_dev_run_mnist(mnist_root, tmp_path):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "baseline_mnist.yaml"),
+            str(CONFIGS / "mnist" / "baseline.yaml"),
             "--data.init_args.data_dir",
             str(mnist_root),
             "--trainer.fast_dev_run",
@@ -102,7 +103,7 @@ def test_fit_fast_dev_run_mhist_fixture(tmp_path):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "baseline_mhist.yaml"),
+            str(CONFIGS / "mhist" / "baseline.yaml"),
             "--data.init_args.data_dir",
             str(root),
             "--data.init_args.batch_size",
@@ -133,7 +134,7 @@ def test_missing_data_is_one_message_not_a_traceback(tmp_path):
     out = run_cli(
         "fit",
         "--config",
-        str(CONFIGS / "baseline_mnist.yaml"),
+        str(CONFIGS / "mnist" / "baseline.yaml"),
         "--data.init_args.data_dir",
         "nowhere",
         cwd=tmp_path,
@@ -145,13 +146,14 @@ def test_missing_data_is_one_message_not_a_traceback(tmp_path):
 
 def test_swapping_the_network_resets_the_old_blocks_architecture_args():
     def net_args(*flags: str):
-        cli = DDLightCLI(args=["--config", str(CONFIGS / "baseline_mnist.yaml"), *flags], run=False)
+        cli = DDLightCLI(args=["--config", str(CONFIGS / "mhist" / "baseline.yaml"), *flags], run=False)
         return cli.model.net, cli.config["model"]["init_args"]["net"]["init_args"]
 
-    with pytest.warns(UserWarning, match=r"swapped in ResNet18: reset width 128 -> 64"):
+    # configs/mhist/baseline.yaml types ConvNet's width 32, which ResNet18 would silently inherit
+    with pytest.warns(UserWarning, match=r"swapped in ResNet18: reset width 32 -> 64"):
         net, args = net_args("--model.init_args.net", "ddlight.models.ResNet18")
     assert args["width"] == 64 and net.conv1.out_channels == 64
-    assert net.conv1.in_channels == 1 and args["num_classes"] == 10  # the data's shape carries over
+    assert net.conv1.in_channels == 3 and net.num_classes == 2  # the data's shape is linked in
     # a value given after the swap is the user's and is kept
     net, args = net_args("--model.init_args.net", "ResNet18", "--model.init_args.net.init_args.width", "32")
     assert args["width"] == 32 and net.conv1.out_channels == 32
@@ -164,7 +166,7 @@ def test_one_seed_flag_seeds_the_method_and_its_data(tmp_path):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "datadam_mnist.yaml"),
+            str(CONFIGS / "mnist" / "datadam.yaml"),
             *TINY_DATADAM,
             "--model.init_args.seed",
             "1",
@@ -179,3 +181,33 @@ def test_one_seed_flag_seeds_the_method_and_its_data(tmp_path):
         ]
     )
     assert cli.model.hparams.seed == 1 and cli.datamodule.seed == 1 and cli.trainer.global_step == 1
+
+
+def test_the_data_decide_the_networks_shape():
+    """Configs type no channels/classes/size: the CLI links them from the data module into the net."""
+    from tests.helpers.cli_args import TINY_DIGITS_NET
+
+    cli = DDLightCLI(args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET], run=False)
+    assert cli.datamodule.shape_args() == {"channel": 1, "num_classes": 4, "im_size": (12, 12)}
+    assert cli.model.net(torch.zeros(2, 1, 12, 12)).shape == (2, 4)
+    mhist = DDLightCLI(
+        args=[
+            "--config",
+            str(CONFIGS / "mhist" / "baseline.yaml"),
+            "--data.init_args.image_size",
+            "128",
+        ],
+        run=False,
+    )
+    assert mhist.model.net(torch.zeros(1, 3, 128, 128)).shape == (1, 2)  # nothing read from disk
+
+
+def test_a_typed_shape_that_contradicts_the_data_is_refused():
+    from tests.helpers.cli_args import TINY_DIGITS_NET
+
+    flags = ("--model.init_args.net.init_args.num_classes", "5")
+    with pytest.raises(ValueError, match=r"net.init_args sets num_classes=5 \(the data: 4\), which TinyDigits"):
+        DDLightCLI(args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET, *flags], run=False)
+    # the same value as the data's is no contradiction
+    flags = ("--model.init_args.net.init_args.num_classes", "4")
+    DDLightCLI(args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET, *flags], run=False)

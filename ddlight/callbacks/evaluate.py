@@ -21,12 +21,12 @@ class EvaluateSyntheticCallback(L.Callback):
     Trains ``num_runs`` fresh copies of ``net`` for ``epochs`` with the evaluator's recipe on rank 0
     (no nested Trainer: a plain loop, see ``SyntheticEvaluator.fit_plain``), tests on the data module's
     test set, and logs ``eval/test_acc_mean`` / ``_std`` at the distiller's step. Off in the study's
-    configs (it costs CPU time the study did not spend), on in ``configs/datadam_mnist_best.yaml``.
+    configs (it costs CPU time the study did not spend), on in ``configs/mnist/datadam_best.yaml``.
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | None = None,
         every_n_steps: int = 500,
         num_runs: int = 2,
         epochs: int = 300,
@@ -50,7 +50,10 @@ class EvaluateSyntheticCallback(L.Callback):
         if trainer.global_rank != 0:
             return
         syn = pl_module.synthetic_set()
-        ev = SyntheticEvaluator(copy.deepcopy(self.net), seed=int(trainer.global_step), **self.kwargs)
+        # Default: the distiller's own architecture (re-initialised per run by the evaluator), so the
+        # callback never needs the data's shape typed a second time.
+        net = self.net if self.net is not None else pl_module.net
+        ev = SyntheticEvaluator(copy.deepcopy(net), seed=int(trainer.global_step), **self.kwargs)
         with torch.inference_mode(False), torch.enable_grad():
             res = ev.fit_plain(
                 syn.images.to(pl_module.device),

@@ -166,6 +166,9 @@ class RealDataModule(L.LightningDataModule):
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
+    # Side of the (square) images served, when known before loading; modules that only learn it from the
+    # files leave it None and shape_args() loads them.
+    im_size: int | None = None
 
     def __init__(
         self,
@@ -187,6 +190,12 @@ class RealDataModule(L.LightningDataModule):
     # Subclasses return (uint8 images NCHW, int64 labels) for "train" and "test".
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def shape_args(self) -> dict[str, Any]:
+        """What a network must be built for; the CLI links these into every ``net`` so configs never type
+        them (and cannot get them wrong)."""
+        size = self.im_size if self.im_size is not None else self.image_size
+        return {"channel": self.channels, "num_classes": self.num_classes, "im_size": size}
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -176,6 +176,7 @@ class MHISTDataModule(RealDataModule):
         self.data_dir = data_dir
         # Not ``self.image_size``: the base class exposes that as the (H, W) of the loaded tensors.
         self.target_size = image_size
+        self.im_size = image_size
         self.min_agreement = min_agreement
         self._rows: list[MHISTRow] | None = None
 

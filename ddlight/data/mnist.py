@@ -37,6 +37,7 @@ class MNISTDataModule(RealDataModule):
     name = "mnist"
     num_classes = 10
     channels = 1
+    im_size = 28
     mean = (0.1307,)
     std = (0.3081,)
     class_names = tuple(str(i) for i in range(10))

@@ -360,6 +360,9 @@ class SyntheticDataModule(L.LightningDataModule):
         self.real.setup()
         return self.real.test_dataloader()
 
+    def shape_args(self) -> dict[str, Any]:
+        return self.real.shape_args()
+
     @property
     def num_classes(self) -> int:
         return self.real.num_classes

@@ -73,9 +73,9 @@ class SyntheticEvaluator(L.LightningModule):
     """Trains ``num_runs`` fresh copies of ``net`` on a synthetic set and tests them on real data.
 
     Use with :class:`ddlight.data.SyntheticDataModule` (``python -m ddlight fit --config
-    configs/evaluate_mnist.yaml``); the test accuracy is computed when training ends, so one ``fit``
-    gives the result. ``trainer.max_epochs`` must equal ``epochs`` (set both, or leave ``max_epochs``
-    unset in the trainer and it is checked).
+    configs/mnist/evaluate.yaml``); the test accuracy is computed when training ends, so one ``fit``
+    gives the result. It stops itself after ``epochs`` (the lr schedule's length), so ``trainer.max_epochs``
+    stays unset (or -1 beyond Lightning's 1000).
     """
 
     def __init__(
@@ -101,8 +101,9 @@ class SyntheticEvaluator(L.LightningModule):
         self.base_lr = math.nan if lr == LEARNED else resolve_lr(lr, None, "")
         self.save_hyperparameters()
         self.net = net  # the template; kept so the config and checkpoint name the architecture
+        # requires_grad on: the template may be a distiller's frozen network (the evaluation callback's default)
         self.nets = nn.ModuleList(
-            reinitialize(copy.deepcopy(net), mix_seed(seed, 3, r)) for r in range(num_runs)
+            reinitialize(copy.deepcopy(net).requires_grad_(True), mix_seed(seed, 3, r)) for r in range(num_runs)
         )
         self.dsa_op: DSA | None = None
         self.results: dict[str, Any] = {}
@@ -237,11 +238,12 @@ class SyntheticEvaluator(L.LightningModule):
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
         check_num_classes(self.net, dm, "SyntheticEvaluator")
-        max_epochs = self.trainer.max_epochs
-        if stage == "fit" and max_epochs not in (None, -1, self.hparams.epochs):
+        max_epochs = self.trainer.max_epochs  # Lightning's 1000 when unset
+        if stage == "fit" and max_epochs not in (None, -1) and max_epochs < self.hparams.epochs:
             raise ValueError(
-                f"trainer.max_epochs={max_epochs} but model.init_args.epochs={self.hparams.epochs}; "
-                "the lr schedule is defined over `epochs`, so set them equal"
+                f"trainer.max_epochs={max_epochs} would cut the lr schedule of model.init_args.epochs="
+                f"{self.hparams.epochs}: leave trainer.max_epochs unset (the evaluator stops itself after "
+                "`epochs`) or set it to -1"
             )
         syn = getattr(dm, "synthetic", None)
         name = syn.dataset if syn is not None else dataset_name(dm)
@@ -266,6 +268,11 @@ class SyntheticEvaluator(L.LightningModule):
         self.trend.add(self.current_epoch, losses)
         self.log("eval/train_loss", losses.detach().mean(), prog_bar=True)
         return losses.sum()
+
+    def on_train_epoch_end(self) -> None:
+        # `epochs` is the one place the length is typed; trainer.max_epochs need not repeat it.
+        if self.current_epoch + 1 >= self.hparams.epochs:
+            self.trainer.should_stop = True
 
     def on_train_end(self) -> None:
         seconds = time.perf_counter() - self._t0

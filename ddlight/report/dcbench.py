@@ -8,7 +8,7 @@ to 1000) with SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, the learn
 half of the epochs, DSA ``color_crop_cutout_flip_scale_rotate`` with one op per batch (``aug_mode 'S'``,
 not Siamese) and DSA's default magnitudes; ``convnet`` is ConvNet width 128, depth 3, ReLU, instance norm,
 average pooling; accuracy is plain accuracy on the real test set, reported as mean and (population)
-std over the 5 runs. ``configs/evaluate_mnist_dcbench.yaml`` is that protocol on ddlight's
+std over the 5 runs. ``configs/mnist/evaluate_dcbench.yaml`` is that protocol on ddlight's
 :class:`~ddlight.methods.SyntheticEvaluator`; :data:`PROTOCOL` below states it once more so a test can
 hold the YAML to it.
 
@@ -17,7 +17,7 @@ Known differences, none of which ddlight can remove without changing its evaluat
 * DC-Bench trains ``range(Epoch + 1)``, i.e. 1001 epochs, decays after epoch ``Epoch // 2 + 1`` (so from
   epoch 502) and re-creates the SGD optimizer there, dropping its momentum; ddlight trains 1000 epochs and
   decays from epoch 500 with the momentum kept.
-* (Removed: DC-Bench's DSA flips MNIST too, and so does ``configs/evaluate_mnist_dcbench.yaml``, whose
+* (Removed: DC-Bench's DSA flips MNIST too, and so does ``configs/mnist/evaluate_dcbench.yaml``, whose
   explicit strategy is applied as written; ddlight's default ``auto`` drops flip for digits, see
   :func:`ddlight.ops.augment.strategy_for`.)
 * DC-Bench draws DSA parameters per sample from the global torch RNG; ddlight from its seeded generator.

@@ -164,13 +164,6 @@ class DatasetPlan:
             out.update(self.budget.get(name) or {})
         return out
 
-    @staticmethod
-    def with_epochs(over: dict[str, Any]) -> dict[str, Any]:
-        """The evaluator needs trainer.max_epochs == epochs; derive the one from the other."""
-        if "model.init_args.epochs" in over and "trainer.max_epochs" not in over:
-            over = {**over, "trainer.max_epochs": over["model.init_args.epochs"]}
-        return over
-
     def net_spec(self, arch: str) -> dict[str, Any]:
         net = copy.deepcopy(self.spec["cross_arch"][arch])
         net.setdefault("init_args", {}).update((self.budget.get("cross_arch_net") or {}).get(arch, {}))
@@ -228,7 +221,7 @@ class DatasetPlan:
             over |= self.roles("convnet", "eval_dcbench")
         else:
             over |= self.roles("convnet", "eval")
-        over = self.with_epochs(over | (extra or {}))
+        over = over | (extra or {})
         name = f"{distilled.name}-eval-{arch or self.net_label}-{protocol}"
         return Stage(name, "eval", config, tuple(flags(over)), (distilled,))
 

@@ -10,21 +10,18 @@ QUIET = (
     "false",
 )
 
-# tests.helpers.builders.TinyDigits (4 classes of 12x12 digits) with a ConvNet small enough for it.
+# tests.helpers.builders.TinyDigits (4 classes of 12x12 digits) with a ConvNet small enough for it (its
+# classes, channels and image size come from the data through the CLI's links).
 TINY_DIGITS_NET = (
     "--data",
     "tests.helpers.builders.TinyDigits",
-    "--model.init_args.net.init_args.num_classes",
-    "4",
     "--model.init_args.net.init_args.width",
     "8",
     "--model.init_args.net.init_args.depth",
     "2",
-    "--model.init_args.net.init_args.im_size",
-    "12",
 )
 
-# configs/datadam_mnist.yaml shrunk to the bundled digits: 4 real images per class, IPC 1, width 8.
+# configs/mnist/datadam.yaml shrunk to the bundled digits: 4 real images per class, IPC 1, width 8.
 TINY_DATADAM = (
     "--data.init_args.source",
     "bundled",

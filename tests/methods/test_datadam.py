@@ -122,7 +122,7 @@ def test_resume_reaches_the_same_images(tmp_path):
             args=[
                 "fit",
                 "--config",
-                str(CONFIGS / "datadam_mnist.yaml"),
+                str(CONFIGS / "mnist" / "datadam.yaml"),
                 "--data.init_args.source",
                 "bundled",
                 "--data.init_args.episode_per_class",
@@ -187,7 +187,7 @@ def test_mhist_config_fast_dev_run(tmp_path):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "datadam_mhist.yaml"),
+            str(CONFIGS / "mhist" / "datadam.yaml"),
             "--data.init_args.data_dir",
             str(root),
             "--data.init_args.image_size",
@@ -228,7 +228,7 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
             "ddlight",
             "fit",
             "--config",
-            str(CONFIGS / "datadam_mnist.yaml"),
+            str(CONFIGS / "mnist" / "datadam.yaml"),
             *TINY_DATADAM,
             "--model.init_args.lr_img",
             "10",
@@ -276,7 +276,7 @@ def test_bf16_mixed_precision_on_cpu(tmp_path):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "datadam_mnist.yaml"),
+            str(CONFIGS / "mnist" / "datadam.yaml"),
             *TINY_DATADAM,
             "--model.init_args.export_dir",
             str(tmp_path),
@@ -297,14 +297,14 @@ def test_evaluate_callback_logs_accuracy(tmp_path):
     from ddlight.callbacks import EvaluateSyntheticCallback
 
     dm = MNISTDataModule(source="bundled", episode_per_class=4)
-    cb = EvaluateSyntheticCallback(
-        ConvNet(width=8), every_n_steps=2, num_runs=1, epochs=2, results_path=str(tmp_path / "evals.json")
-    )
+    # No net given: the callback evaluates on the distiller's own architecture.
+    cb = EvaluateSyntheticCallback(every_n_steps=2, num_runs=1, epochs=2, results_path=str(tmp_path / "evals.json"))
     model = small_model(batch_real=4, export_dir=str(tmp_path))
     L.Trainer(
         max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[cb]
     ).fit(model, dm)
     assert [h["step"] for h in cb.history] == [2, 3]
+    assert {h["architecture"] for h in cb.history} == {type(model.net).__name__}
     import json
 
     assert len(json.loads((tmp_path / "evals.json").read_text())) == 2

@@ -67,18 +67,16 @@ def test_fit_plain_bf16_autocast_trains_and_refuses_unknown_precision():
 
 
 def evaluate_args(path, tmp_path, epochs: int, runs: int, *extra: str) -> list[str]:
-    """configs/evaluate_mnist.yaml on a saved set, against the bundled digits, shrunk for a test."""
+    """configs/mnist/evaluate.yaml on a saved set, against the bundled digits, shrunk for a test."""
     return [
         "fit",
         "--config",
-        str(ROOT / "configs" / "evaluate_mnist.yaml"),
+        str(ROOT / "configs" / "mnist" / "evaluate.yaml"),
         "--data.init_args.path",
         str(path),
         "--data.init_args.real.init_args.source",
         "bundled",
         "--model.init_args.epochs",
-        str(epochs),
-        "--trainer.max_epochs",
         str(epochs),
         "--model.init_args.num_runs",
         str(runs),
@@ -92,17 +90,18 @@ def evaluate_args(path, tmp_path, epochs: int, runs: int, *extra: str) -> list[s
 def test_cli_fit_writes_results(tmp_path):
     syn, _ = bundled_set()
     path = syn.save(tmp_path / "synthetic.pt")
-    mlp = ("--model.init_args.net", "ddlight.models.MLP", "--model.init_args.net.init_args.num_classes", "10")
-    DDLightCLI(args=evaluate_args(path, tmp_path, 2, 2, *mlp))
+    cli = DDLightCLI(args=evaluate_args(path, tmp_path, 2, 2, "--model.init_args.net", "ddlight.models.MLP"))
     res = json.loads((tmp_path / "res.json").read_text())
     assert res["architecture"] == "MLP" and len(res["accuracies"]) == 2
+    # trainer.max_epochs left unset (Lightning's 1000): the evaluator stops itself after `epochs`.
+    assert cli.trainer.current_epoch == 2 and res["epochs"] == 2
 
 
 def test_epoch_mismatch_is_an_error(tmp_path):
     syn, _ = bundled_set()
     path = syn.save(tmp_path / "synthetic.pt")
-    with pytest.raises(ValueError, match="max_epochs=3"):
-        DDLightCLI(args=evaluate_args(path, tmp_path, 2, 2, "--trainer.max_epochs", "3"))
+    with pytest.raises(ValueError, match="max_epochs=2 would cut the lr schedule of model.init_args.epochs=3"):
+        DDLightCLI(args=evaluate_args(path, tmp_path, 3, 2, "--trainer.max_epochs", "2"))
 
 
 def test_bad_schedule():

@@ -55,7 +55,7 @@ def test_sigint_checkpoints_exports_partial_and_resumes_to_the_uninterrupted_ima
     common = (
         "fit",
         "--config",
-        str(CONFIGS / "datadam_mnist.yaml"),
+        str(CONFIGS / "mnist" / "datadam.yaml"),
         *TINY_DATADAM,
         "--model.init_args.grid_every",
         "0",
@@ -134,7 +134,7 @@ def test_huge_learning_rate_fails_fast_naming_it_without_a_traceback(tmp_path):
     out = ddlight_cmd(
         "fit",
         "--config",
-        str(CONFIGS / "datadam_mnist.yaml"),
+        str(CONFIGS / "mnist" / "datadam.yaml"),
         *TINY_DATADAM,
         "--model.init_args.lr_img",
         "1e30",

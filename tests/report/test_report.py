@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from ddlight.cli import DDLightCLI
 from ddlight.data import SyntheticSet
 from ddlight.report import dcbench
 from ddlight.report.ipc_search import Target, search_lossless_ipc
@@ -20,7 +21,7 @@ from ddlight.report.runner import MARKER, Runner, Stage, flags
 from ddlight.report.tables import format_seconds
 from tests.helpers import ROOT
 
-CONFIG = ROOT / "configs" / "report_mnist.yaml"
+CONFIG = ROOT / "configs" / "mnist" / "report.yaml"
 
 
 # ------------------------------------------------------------------------------------ lossless IPC
@@ -148,14 +149,15 @@ def test_dcbench_export_loads_with_dcbench_conventions(tmp_path, soft):
 
 
 def test_dcbench_preset_config_is_dcbench_protocol():
-    cfg = yaml.safe_load((ROOT / "configs" / "evaluate_mnist_dcbench.yaml").read_text())
-    p, model = dcbench.PROTOCOL, cfg["model"]["init_args"]
+    # The parsed config (code defaults filled in), not the YAML: the config says only what differs.
+    cli = DDLightCLI(args=["--config", str(ROOT / "configs" / "mnist" / "evaluate_dcbench.yaml")], run=False)
+    p, model = dcbench.PROTOCOL, cli.config.model.init_args
     for key in ("num_runs", "epochs", "lr", "momentum", "weight_decay", "schedule", "dsa", "dsa_strategy"):
         assert model[key] == p[key], key
-    assert cfg["trainer"]["max_epochs"] == p["epochs"]
-    assert cfg["data"]["init_args"]["batch_size"] == p["batch_size"]
-    net = model["net"]["init_args"]
-    assert net["num_classes"] == 10 and {k: net[k] for k in p["net"]} == p["net"]
+    assert cli.config.trainer.max_epochs is None  # unset: the evaluator stops itself after `epochs`
+    assert cli.config.data.init_args.batch_size == p["batch_size"]
+    assert cli.model.net.num_classes == 10  # linked from the data
+    assert {k: model.net.init_args[k] for k in p["net"]} == p["net"]
 
 
 # ---------------------------------------------------------------------------------------- runner

@@ -15,8 +15,8 @@ batch, parameters recorded at initialisation and after every epoch. Deliberate d
 * PAD reads precomputed per-class difficulty orders; we compute EL2N here (see ``el2n``).
 * MNIST uses no ZCA (MTT/PAD whiten only CIFAR) and DSA without flip (``strategy_for``).
 
-Lightning mapping: one Lightning epoch is one epoch of the current expert, so ``trainer.max_epochs`` must
-be ``num_experts * epochs`` (or -1 to let the module compute it). The buffer itself is the checkpoint:
+Lightning mapping: one Lightning epoch is one epoch of the current expert; the module stops fit itself
+after ``num_experts * epochs``, so ``trainer.max_epochs`` stays unset (-1 beyond Lightning's 1000). The buffer itself is the checkpoint:
 experts are written only when complete, and a rerun of the same command trains only the experts the
 manifest lacks, each from the same seed-derived initialisation and batch order it would have had in an
 uninterrupted run; the module stops fit itself (``trainer.should_stop``) after the last missing one.
@@ -45,7 +45,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ddlight.data.base import TensorBatchDataset
+from ddlight.data.base import TensorBatchDataset, dataset_name
 from ddlight.methods.trajectory.buffer import (
     EL2N_FILE,
     FORMAT_VERSION,
@@ -154,10 +154,11 @@ class Experts(L.LightningModule):
         if trainer.world_size > 1:
             raise ValueError("Experts trains experts one after another on one device; set devices: 1")
         planned = hp.num_experts * hp.epochs
-        if trainer.max_epochs not in (-1, planned) or trainer.max_steps != -1:
+        if (trainer.max_epochs != -1 and trainer.max_epochs < planned) or trainer.max_steps != -1:
             raise ValueError(
-                f"Experts runs one Lightning epoch per expert epoch: set trainer.max_epochs: {planned} "
-                f"(num_experts {hp.num_experts} x epochs {hp.epochs}) or -1, and leave max_steps at -1; "
+                f"Experts runs one Lightning epoch per expert epoch and stops itself after {planned} "
+                f"(num_experts {hp.num_experts} x epochs {hp.epochs}): leave trainer.max_epochs unset "
+                "(Lightning's 1000) or set it to -1 beyond that, and leave max_steps at -1; "
                 f"got max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}"
             )
         if trainer.min_epochs or trainer.min_steps:
@@ -172,7 +173,7 @@ class Experts(L.LightningModule):
         self._check_trainer()
         hp, dm = self.hparams, self.trainer.datamodule
         dm.setup("fit")
-        self.dataset_name = type(dm).__name__
+        self.dataset_name = dataset_name(dm)
         self.dsa = DSA(strategy_for(self.dataset_name, hp.dsa_strategy)) if hp.dsa else None
         self.train_digest = tensor_digest(dm.train_images, dm.train_labels)
         self.manifest = open_manifest(

@@ -65,6 +65,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
+from ddlight.data.base import dataset_name
 from ddlight.methods.distiller import Distiller
 from ddlight.methods.trajectory.buffer import ExpertBuffer, check_fits, open_completed
 from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, mask_summary
@@ -89,7 +90,7 @@ from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import matching_loss
 from ddlight.utils.classwise import class_index, sample_per_class
 
-EXPERTS_COMMAND = "python -m ddlight fit --config configs/experts_mnist.yaml"
+EXPERTS_COMMAND = "python -m ddlight fit --config configs/{dataset}/experts.yaml"
 
 
 class PAD(Distiller):
@@ -98,7 +99,7 @@ class PAD(Distiller):
     Args:
         net: the student architecture; must be the experts' (names and shapes are checked against the
             buffer's manifest). Only its structure is used: the weights come from the buffer.
-        buffer_dir: the expert buffer written by ``Experts`` (``configs/experts_mnist.yaml``).
+        buffer_dir: the expert buffer written by ``Experts`` (``configs/mnist/experts.yaml``).
         ipc: images per class. init: ``real`` (correctly classified real images, DATM) or ``noise``.
         syn_steps: N, student steps on the synthetic set per iteration.
         expert_epochs: M, expert epochs the N steps must cover.
@@ -197,7 +198,7 @@ class PAD(Distiller):
 
     def open_buffer(self) -> ExpertBuffer:
         hp = self.hparams
-        hint = f"create it first with `{EXPERTS_COMMAND}` (its model.init_args.buffer_dir: {hp.buffer_dir})"
+        hint = f"create it first with `{EXPERTS_COMMAND.format(dataset=dataset_name(self.trainer.datamodule))}` (its model.init_args.buffer_dir: {hp.buffer_dir})"
         buf = open_completed(Path(hp.buffer_dir), hint)
         check_fits(
             buf, self._names, self._shapes, hp.max_start_epoch, hp.expert_epochs, hp.label_expert_epoch

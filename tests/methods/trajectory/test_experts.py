@@ -127,8 +127,8 @@ def test_mismatched_recipe_is_refused(tmp_path):
         )
 
 
-def test_max_epochs_must_match_the_plan(tmp_path):
-    with pytest.raises(ValueError, match="max_epochs: 6"):
+def test_max_epochs_must_cover_the_plan(tmp_path):
+    with pytest.raises(ValueError, match="stops itself after 6"):
         make_trainer(5, tmp_path).fit(
             make_experts(tmp_path / "buf", scheduler=False), datamodule=TinyDigits()
         )
@@ -196,7 +196,7 @@ def test_config_nests_the_curriculum(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [
         "--config",
-        str(ROOT / "configs" / "experts_mnist.yaml"),
+        str(ROOT / "configs" / "mnist" / "experts.yaml"),
         "--model.init_args.fiex.init_ratio",
         "0.5",
     ]
@@ -211,7 +211,7 @@ def test_cli_writes_the_buffer(tmp_path, monkeypatch):
         args=[
             "fit",
             "--config",
-            str(ROOT / "configs" / "experts_mnist.yaml"),
+            str(ROOT / "configs" / "mnist" / "experts.yaml"),
             *TINY_DIGITS_NET,
             "--model.init_args.num_experts",
             "1",
@@ -223,8 +223,6 @@ def test_cli_writes_the_buffer(tmp_path, monkeypatch):
             "1",
             "--model.init_args.buffer_dir",
             "buf",
-            "--trainer.max_epochs",
-            "2",
             "--trainer.limit_train_batches",
             "2",
             *QUIET,
@@ -234,5 +232,5 @@ def test_cli_writes_the_buffer(tmp_path, monkeypatch):
     assert buf.completed == [0] and buf.load_expert(0).shape[0] == 3
     assert buf.manifest["net"]["class_path"] == "ddlight.models.ConvNet"
     assert buf.manifest["net"]["init_args"]["width"] == 8
-    assert buf.manifest["dataset"]["name"] == "TinyDigits"
+    assert buf.manifest["dataset"]["name"] == "tinydigits"  # dataset_name(): the same identity synthetic sets record
     assert cli.trainer.current_epoch == 2

@@ -243,7 +243,7 @@ def test_hard_labels_and_noise_init(buffer_dir, tmp_path):
 
 
 def test_missing_or_empty_buffer_is_a_clear_error(buffer_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"experts_mnist\.yaml") as err:
+    with pytest.raises(FileNotFoundError, match=r"configs/tinydigits/experts\.yaml") as err:
         fit(make_pad(tmp_path / "nowhere"), 1, tmp_path)
     assert "nowhere" in str(err.value)
     empty = tmp_path / "empty"
@@ -280,22 +280,30 @@ def test_start_epoch_window_grows(tmp_path):
     assert model.max_start_bound(0) == 20
 
 
+GPU = ("gpu/experts",)  # the GPU overlays pair with the GPU buffer's overlay
+
+
 @pytest.mark.parametrize(
-    ("name", "experts_name"),
+    ("pad", "experts"),
     [
-        ("pad_mnist", "experts_mnist"),
-        ("pad_mnist_noise", "experts_mnist"),
-        ("pad_mnist_ipc1", "experts_mnist"),
-        ("pad_mnist_ipc10", "experts_mnist"),
-        ("pad_mnist_ipc100", "experts_mnist"),
-        ("pad_mnist_ipc1_early", "experts_mnist_early"),
+        (("pad",), ("experts",)),
+        (("pad_noise",), ("experts",)),
+        (("pad_ipc1",), ("experts",)),
+        (("pad_ipc10",), ("experts",)),
+        (("pad_ipc100",), ("experts",)),
+        (("pad_ipc1_early",), ("experts_early",)),
+        *(((name, f"gpu/{name}"), ("experts", *GPU)) for name in ("pad_ipc1", "pad_ipc10", "pad_ipc100", "pad_noise")),
     ],
 )
-def test_configs_parse(name, experts_name, tmp_path, monkeypatch):
-    """Each PAD config must fit the buffer its experts config writes: same net, window inside the epochs."""
+def test_configs_parse(pad, experts, tmp_path, monkeypatch):
+    """Each PAD config (with its overlays) must fit the buffer its experts config writes: same net, window
+    inside the epochs."""
     monkeypatch.chdir(tmp_path)
-    cli = DDLightCLI(args=["--config", str(CONFIGS / f"{name}.yaml")], run=False)
-    experts = DDLightCLI(args=["--config", str(CONFIGS / f"{experts_name}.yaml")], run=False).model
+
+    def parsed(names):
+        return DDLightCLI(args=[a for n in names for a in ("--config", str(CONFIGS / "mnist" / f"{n}.yaml"))], run=False)
+
+    cli, experts = parsed(pad), parsed(experts).model
     assert isinstance(cli.model, PAD) and cli.model.hparams.buffer_dir == experts.hparams.buffer_dir
     assert [n for n, _ in cli.model.net.named_parameters()] == [n for n, _ in experts.net.named_parameters()]
     assert [p.shape for p in cli.model.net.parameters()] == [p.shape for p in experts.net.parameters()]
@@ -304,15 +312,16 @@ def test_configs_parse(name, experts_name, tmp_path, monkeypatch):
 
 
 def test_cpu_ipc1_config_keeps_the_gpu_recipe(tmp_path, monkeypatch):
-    """configs/pad_mnist_ipc1_early.yaml is documented as the GPU IPC 1 recipe on a CPU buffer."""
+    """configs/mnist/pad_ipc1_early.yaml is documented as the GPU IPC 1 recipe on a CPU buffer."""
     monkeypatch.chdir(tmp_path)
 
-    def recipe(path):
-        hp = dict(DDLightCLI(args=["--config", str(path)], run=False).model.hparams)
+    def recipe(*paths):
+        args = [a for p in paths for a in ("--config", str(p))]
+        hp = dict(DDLightCLI(args=args, run=False).model.hparams)
         return {k: v for k, v in hp.items() if k not in ("net", "buffer_dir", "export_dir")}
 
-    gpu = recipe(CONFIGS / "gpu" / "pad_mnist_ipc1.yaml")
-    assert recipe(CONFIGS / "pad_mnist_ipc1_early.yaml") == gpu and gpu["syn_steps"] == 80
+    gpu = recipe(CONFIGS / "mnist" / "pad_ipc1.yaml", CONFIGS / "mnist" / "gpu" / "pad_ipc1.yaml")
+    assert recipe(CONFIGS / "mnist" / "pad_ipc1_early.yaml") == gpu and gpu["syn_steps"] == 80
 
 
 def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
@@ -322,7 +331,7 @@ def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "pad_mnist.yaml"),
+            str(CONFIGS / "mnist" / "pad.yaml"),
             *TINY_DIGITS_NET,
             "--model.init_args.ipc",
             "2",
