@@ -16,6 +16,25 @@ LATEST_LINK = "latest"  # logs/<name>/latest -> the newest version_N that export
 
 # Files of the evaluator and the report's stages.
 RESULTS_FILE = "results.json"  # SyntheticEvaluator(results_path=...) as the report names it
+STAGE_BUFFER_DIR = "buffer"  # an experts stage's buffer, inside the stage directory
+BUFFER_MANIFEST = "manifest.json"  # an expert buffer's index (ddlight.methods.trajectory.buffer)
+
+# Keys of results.json (SyntheticEvaluator.finish writes them, the report reads them).
+RES_ARCHITECTURE = "architecture"
+RES_NUM_RUNS = "num_runs"
+RES_EPOCHS = "epochs"
+RES_SCHEDULE = "schedule"
+RES_MEAN = "mean"
+RES_STD = "std"
+RES_SECONDS_PER_RUN = "train_seconds_per_run"
+
+# Keys of a synthetic set's ``extra`` dict that the report reads.
+EXTRA_DISTILL_SECONDS = "distill_seconds"
+
+# The init arg through which each kind of stage module is told where to write; the module class names it
+# as ``OUTPUT_ARG`` (Distiller: its export directory, SyntheticEvaluator: results.json, Experts: the buffer),
+# so the report finds it from the parsed config instead of knowing each module's argument names.
+OUTPUT_ARG_ATTR = "OUTPUT_ARG"
 
 # TensorBoard tags read back by the report.
 TAG_DISTILL_LOSS = "distill/loss"

@@ -70,7 +70,9 @@ class DDLightCLI(LightningCLI):
         # the architecture. A net class without one of these args (ResNet18 has no im_size) ignores it.
         for arg in DATA_SHAPE_ARGS:
             parser.link_arguments(
-                "data", f"model.init_args.net.init_args.{arg}", compute_fn=partial(shape_arg, arg),
+                "data",
+                f"model.init_args.net.init_args.{arg}",
+                compute_fn=partial(shape_arg, arg),
                 apply_on="instantiate",
             )
 
@@ -92,6 +94,25 @@ class DDLightCLI(LightningCLI):
         root = self.config_init_for_links()
         for note in reset_swapped_classes(root, argv):
             rank_zero_warn(note)
+
+
+class ConfigOnlyCLI(DDLightCLI):
+    """Parses a command's configuration (defaults, every ``--config`` overlay, flags, parse-time links)
+    and instantiates nothing: what the report reads instead of raw YAML."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_config(args: Sequence[str]) -> Namespace:
+    """The parsed ``fit`` config of ``python -m ddlight fit <args>`` (``model``, ``data``, ``trainer``)."""
+    return ConfigOnlyCLI(args=list(args), run=False).config
+
+
+def module_class(config: Namespace, key: str = "model") -> type:
+    """The class a parsed config's ``key`` block names by ``class_path``."""
+    module, _, name = str(config[key]["class_path"]).rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def shape_arg(arg: str, datamodule: Any) -> Any:

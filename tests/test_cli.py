@@ -20,7 +20,9 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_print_config_round_trip(tmp_path):
-    first = run_cli("fit", "--config", str(CONFIGS / "mnist" / "baseline.yaml"), "--print_config", cwd=tmp_path)
+    first = run_cli(
+        "fit", "--config", str(CONFIGS / "mnist" / "baseline.yaml"), "--print_config", cwd=tmp_path
+    )
     assert first.returncode == 0, first.stderr
     cfg = yaml.safe_load(first.stdout)
     assert cfg["model"]["class_path"] == "ddlight.methods.Baseline"
@@ -206,8 +208,47 @@ def test_a_typed_shape_that_contradicts_the_data_is_refused():
     from tests.helpers.cli_args import TINY_DIGITS_NET
 
     flags = ("--model.init_args.net.init_args.num_classes", "5")
-    with pytest.raises(ValueError, match=r"net.init_args sets num_classes=5 \(the data: 4\), which TinyDigits"):
-        DDLightCLI(args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET, *flags], run=False)
+    with pytest.raises(
+        ValueError, match=r"net.init_args sets num_classes=5 \(the data: 4\), which TinyDigits"
+    ):
+        DDLightCLI(
+            args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET, *flags], run=False
+        )
     # the same value as the data's is no contradiction
     flags = ("--model.init_args.net.init_args.num_classes", "4")
-    DDLightCLI(args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET, *flags], run=False)
+    DDLightCLI(
+        args=["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET, *flags], run=False
+    )
+
+
+def test_parse_config_applies_overlays_and_defaults_without_instantiating():
+    from ddlight.cli import module_class, parse_config
+    from ddlight.methods import PAD
+
+    cfg = parse_config(
+        [
+            "--config",
+            str(CONFIGS / "mnist" / "pad_ipc1.yaml"),
+            "--config",
+            str(CONFIGS / "mnist" / "gpu" / "pad_ipc1.yaml"),
+            "--data.init_args.data_dir",
+            "/nowhere",  # nothing is read
+        ]
+    )
+    assert cfg.model.init_args.syn_steps == 80 and cfg.model.init_args.ipc == 1  # overlay over base
+    assert cfg.model.init_args.lr_img == 1000.0  # from the base config
+    assert cfg.model.init_args.checkpoint_every == 50  # a code default the configs never type
+    assert module_class(cfg) is PAD and PAD.OUTPUT_ARG == "export_dir"
+
+
+@pytest.mark.parametrize("net", ["MLP", "AlexNet", "ConvNet", "ResNet18"])  # VGG11 needs >= 28 px
+def test_every_net_swaps_in_by_one_flag_and_gets_the_data_shape(net):
+    """Lightning stores instantiation links in the module's hparams; a net whose every argument is linked
+    (AlexNet once took only channel/num_classes) made that fail ("Expected key net.init_args...")."""
+    from tests.helpers.cli_args import TINY_DIGITS_NET
+
+    args = ["--config", str(CONFIGS / "mnist" / "baseline.yaml"), *TINY_DIGITS_NET[:2]]
+    cli = DDLightCLI(args=[*args, "--model.init_args.net", f"ddlight.models.{net}"], run=False)
+    assert type(cli.model.net).__name__ == net
+    assert cli.model.net(torch.zeros(2, 1, 12, 12)).shape == (2, 4)
+    assert cli.model.hparams["net"]["init_args"]["num_classes"] == 4  # what a checkpoint reload rebuilds

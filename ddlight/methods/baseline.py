@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ddlight.artifacts import TAG_MACS, TAG_PARAMS, TAG_TEST_ACC, TAG_TRAIN_SECONDS
 from ddlight.models.checks import check_num_classes, input_shape_of
 from ddlight.ops.flops import count_macs, format_cost
+from ddlight.ops.optim import network_sgd
 
 
 class Baseline(L.LightningModule):
@@ -105,9 +106,7 @@ class Baseline(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        opt = torch.optim.SGD(
-            self.net.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-        )
+        opt = network_sgd(self.net.parameters(), hp.lr, hp.momentum, hp.weight_decay)
         if hp.scheduler == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -1,11 +1,16 @@
 """What every distiller shares: the learnable synthetic set, its initialisation, TensorBoard image grids,
 and export of ``synthetic.pt`` + ``grid.png`` at the end of fit and with every checkpoint.
 
-Method modules (DataDAM, PAD) subclass :class:`Distiller` and implement ``training_step``.
+Method modules (DataDAM, PAD) subclass :class:`Distiller` and fill in its template hooks: the set-up
+(``setup``), the optimiser (``configure_optimizers``: one optimizer, one parameter group per learnable
+part, named as in :data:`LR_ARGS`), the step's losses (``distill_losses``) and, where a method needs them,
+``apply_update`` (PAD's loss threshold), ``extra_logs`` and the export hooks (``export_labels``,
+``export_extra``). The step itself is :meth:`Distiller.training_step`, the same for every method.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 
-from ddlight.artifacts import GRID_FILE, LATEST_LINK, SYNTHETIC_FILE, TAG_GRID
+from ddlight.artifacts import (
+    EXTRA_DISTILL_SECONDS,
+    GRID_FILE,
+    LATEST_LINK,
+    SYNTHETIC_FILE,
+    TAG_DISTILL_SECONDS,
+    TAG_GRID,
+)
 from ddlight.data.base import dataset_name
 from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.run_guard import RunGuard
@@ -35,6 +47,8 @@ class Distiller(L.LightningModule):
     ``setup``; ``on_load_checkpoint`` creates it from the checkpoint when a module is restored outside a
     trainer.
     """
+
+    OUTPUT_ARG = "export_dir"  # where the set is written (ddlight.artifacts.OUTPUT_ARG_ATTR)
 
     method_name = "distiller"
 
@@ -177,7 +191,7 @@ class Distiller(L.LightningModule):
         self.mean, self.std = tuple(extra.get("mean", ())), tuple(extra.get("std", ()))
         self.num_classes = extra.get("num_classes", self.num_classes)
         self.dataset_name = extra.get("dataset", self.dataset_name)
-        self.distill_seconds = float(extra.get("distill_seconds", 0.0))
+        self.distill_seconds = float(extra.get(EXTRA_DISTILL_SECONDS, 0.0))
 
     # ---------------------------------------------------------------------------------------- export
     def synthetic_set(self, partial: str = "", iteration: int | None = None):
@@ -202,7 +216,7 @@ class Distiller(L.LightningModule):
         return self.labels.detach().cpu().clone()
 
     def export_extra(self) -> dict[str, Any]:
-        return {"distill_seconds": self.distill_seconds}
+        return {EXTRA_DISTILL_SECONDS: self.distill_seconds}
 
     def export_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"model": jsonable(dict(self.hparams))}
@@ -263,7 +277,7 @@ class Distiller(L.LightningModule):
             "std": list(self.std),
             "num_classes": self.num_classes,
             "dataset": self.dataset_name,
-            "distill_seconds": self.distill_seconds,
+            EXTRA_DISTILL_SECONDS: self.distill_seconds,
         }
         if self.images is not None and self._trainer is not None and self.trainer.state.fn == "fit":
             self.export(partial=self.progress_note())
@@ -296,3 +310,31 @@ class Distiller(L.LightningModule):
 
     def configure_optimizers(self):
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------- the step template
+    def distill_losses(self, batch: Any) -> dict[str, torch.Tensor]:
+        """This step's objective under ``"loss"``, plus any parts worth logging (as ``distill/<name>``)."""
+        raise NotImplementedError
+
+    def apply_update(self, opt: Any, losses: dict[str, torch.Tensor]) -> None:
+        """The update after backward; a method may refuse or undo it (PAD's loss threshold)."""
+        opt.step()
+
+    def extra_logs(self, losses: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Scalars beyond the losses, logged with them (tensors stay on the device: no host sync)."""
+        return {}
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        # manual_backward, not loss.backward(): only the former all-reduces the set's gradients under DDP.
+        t0 = time.perf_counter()
+        losses = self.distill_losses(batch)
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(losses["loss"])
+        self.apply_update(opt, losses)
+        self.distill_seconds += time.perf_counter() - t0
+        self.log_dict({f"distill/{k}": v.detach() for k, v in losses.items()} | self.extra_logs(losses))
+        self.log(TAG_DISTILL_SECONDS, self.distill_seconds)
+        self.log("distill/loss_bar", losses["loss"].detach(), prog_bar=True, logger=False)
+        self.maybe_log_grid()
+        return losses["loss"].detach()

@@ -30,7 +30,18 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from ddlight.artifacts import TAG_EVAL_MEAN, TAG_EVAL_SECONDS, TAG_EVAL_STD
+from ddlight.artifacts import (
+    RES_ARCHITECTURE,
+    RES_EPOCHS,
+    RES_MEAN,
+    RES_NUM_RUNS,
+    RES_SCHEDULE,
+    RES_SECONDS_PER_RUN,
+    RES_STD,
+    TAG_EVAL_MEAN,
+    TAG_EVAL_SECONDS,
+    TAG_EVAL_STD,
+)
 from ddlight.data.base import dataset_name
 from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
 from ddlight.models.checks import check_num_classes
@@ -38,6 +49,7 @@ from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import label_entropy, soft_or_hard_ce
 from ddlight.ops.metrics import accuracy
+from ddlight.ops.optim import network_sgd
 from ddlight.utils.io import atomic_json_dump
 
 SCHEDULES = ("step", "cosine", "none")
@@ -78,6 +90,8 @@ class SyntheticEvaluator(L.LightningModule):
     stays unset (or -1 beyond Lightning's 1000).
     """
 
+    OUTPUT_ARG = "results_path"
+
     def __init__(
         self,
         net: nn.Module,
@@ -101,9 +115,10 @@ class SyntheticEvaluator(L.LightningModule):
         self.base_lr = math.nan if lr == LEARNED else resolve_lr(lr, None, "")
         self.save_hyperparameters()
         self.net = net  # the template; kept so the config and checkpoint name the architecture
-        # requires_grad on: the template may be a distiller's frozen network (the evaluation callback's default)
+        # requires_grad on: the template may be a distiller's frozen network (the callback's default)
         self.nets = nn.ModuleList(
-            reinitialize(copy.deepcopy(net).requires_grad_(True), mix_seed(seed, 3, r)) for r in range(num_runs)
+            reinitialize(copy.deepcopy(net).requires_grad_(True), mix_seed(seed, 3, r))
+            for r in range(num_runs)
         )
         self.dsa_op: DSA | None = None
         self.results: dict[str, Any] = {}
@@ -130,9 +145,7 @@ class SyntheticEvaluator(L.LightningModule):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        return torch.optim.SGD(
-            self.nets.parameters(), lr=self.base_lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-        )
+        return network_sgd(self.nets.parameters(), self.base_lr, hp.momentum, hp.weight_decay)
 
     def runs_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(num_runs,) losses, each run's on its own augmentation of the batch; their sum trains all runs."""
@@ -151,19 +164,19 @@ class SyntheticEvaluator(L.LightningModule):
         accs = accuracy(self.nets, loader, self.device)
         hp = self.hparams
         self.results = {
-            "architecture": type(self.net).__name__,
-            "num_runs": hp.num_runs,
-            "epochs": hp.epochs,
-            "schedule": hp.schedule,
+            RES_ARCHITECTURE: type(self.net).__name__,
+            RES_NUM_RUNS: hp.num_runs,
+            RES_EPOCHS: hp.epochs,
+            RES_SCHEDULE: hp.schedule,
             "lr": self.base_lr,
             "lr_source": "learned syn_lr" if hp.lr == LEARNED else "config",
             "dsa": hp.dsa,
             "dsa_strategy": self.dsa_op.strategy if self.dsa_op is not None else "none",
             "accuracies": [float(a) for a in accs],
-            "mean": float(accs.mean()),
-            "std": float(accs.std(unbiased=False)) if hp.num_runs > 1 else 0.0,
+            RES_MEAN: float(accs.mean()),
+            RES_STD: float(accs.std(unbiased=False)) if hp.num_runs > 1 else 0.0,
             "train_seconds_total": train_seconds,
-            "train_seconds_per_run": train_seconds / hp.num_runs,
+            RES_SECONDS_PER_RUN: train_seconds / hp.num_runs,
             **self.learning_check(),
         }
         if self._partial:

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddlight.models.convnet import as_size, make_norm
+
 
 class AlexNet(nn.Module):
-    def __init__(self, channel: int = 1, num_classes: int = 10) -> None:
+    def __init__(
+        self, channel: int = 1, num_classes: int = 10, im_size: int | Sequence[int] = 28, norm: str = "none"
+    ) -> None:
+        """``norm``: "none" is DC's ``AlexNet``, "batchnorm" its ``AlexNetBN`` (a norm after every conv);
+        "instancenorm"/"groupnorm" as in ConvNet. ``im_size`` is accepted (every net takes the data's shape
+        from the CLI's link); the stem's padding follows DC's rule (by channel count) and the last pool
+        adapts to any size."""
         super().__init__()
+        if norm == "layernorm":
+            raise ValueError("AlexNet norm must be none, batchnorm, instancenorm or groupnorm, not layernorm")
+        h, w = as_size(im_size)
+
+        def conv(c_in: int, c_out: int, k: int, pad: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, k, 1, padding=pad), make_norm(norm, c_out, (h, w)), nn.ReLU()]
+
+        pool = nn.MaxPool2d(2, 2)
         self.features = nn.Sequential(
             # padding 4 on 28x28 digits gives the 32x32 geometry the field uses for CIFAR.
-            nn.Conv2d(channel, 128, 5, 1, padding=4 if channel == 1 else 2),
-            nn.ReLU(),
-            nn.MaxPool2d(2, 2),
-            nn.Conv2d(128, 192, 5, padding=2),
-            nn.ReLU(),
-            nn.MaxPool2d(2, 2),
-            nn.Conv2d(192, 256, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(256, 192, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(192, 192, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2, 2),
+            *conv(channel, 128, 5, 4 if channel == 1 else 2),
+            pool,
+            *conv(128, 192, 5, 2),
+            pool,
+            *conv(192, 256, 3, 1),
+            *conv(256, 192, 3, 1),
+            *conv(192, 192, 3, 1),
+            pool,
         )
         self.embed_dim = 192 * 4 * 4
         self.classifier = nn.Linear(self.embed_dim, num_classes)

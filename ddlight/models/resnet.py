@@ -7,6 +7,8 @@ variant are one flag apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,8 +43,15 @@ class BasicBlock(nn.Module):
 
 class ResNet18(nn.Module):
     def __init__(
-        self, channel: int = 1, num_classes: int = 10, norm: str = "instancenorm", width: int = 64
+        self,
+        channel: int = 1,
+        num_classes: int = 10,
+        norm: str = "instancenorm",
+        width: int = 64,
+        im_size: int | Sequence[int] = 28,
     ) -> None:
+        """``im_size`` is accepted (every net takes the data's shape from the CLI's link) but not needed:
+        the global average pool makes the network size-agnostic."""
         super().__init__()
         self.conv1 = nn.Conv2d(channel, width, 3, 1, 1, bias=False)
         self.bn1 = _norm(norm, width)

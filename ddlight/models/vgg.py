@@ -24,6 +24,8 @@ class VGG11(nn.Module):
     ) -> None:
         super().__init__()
         h, w = as_size(im_size)
+        if min(h, w) < 32 and (h, w) != (28, 28):
+            raise ValueError(f"VGG11 pools five times: it needs at least 32x32 images (or 28x28): {h}x{w}")
         pad_first = 3 if (h, w) == (28, 28) else 1
         layers: list[nn.Module] = []
         in_ch, first = channel, True

@@ -17,8 +17,18 @@ from typing import Any
 import yaml
 
 from ddlight.artifacts import (
+    BUFFER_MANIFEST,
+    EXTRA_DISTILL_SECONDS,
     GRID_FILE,
+    RES_ARCHITECTURE,
+    RES_EPOCHS,
+    RES_MEAN,
+    RES_NUM_RUNS,
+    RES_SCHEDULE,
+    RES_SECONDS_PER_RUN,
+    RES_STD,
     RESULTS_FILE,
+    STAGE_BUFFER_DIR,
     SYNTHETIC_FILE,
     TAG_DISTILL_LOSS,
     TAG_MACS,
@@ -116,13 +126,13 @@ def read_eval(stage_dir: str | Path) -> EvalOut:
     path = Path(stage_dir) / RESULTS_FILE
     data = json.loads(path.read_text())
     return EvalOut(
-        mean=json_value(path, "mean"),
-        std=json_value(path, "std"),
-        train_seconds_per_run=json_value(path, "train_seconds_per_run"),
-        num_runs=int(data["num_runs"]),
-        epochs=int(data["epochs"]),
-        schedule=str(data["schedule"]),
-        architecture=str(data["architecture"]),
+        mean=json_value(path, RES_MEAN),
+        std=json_value(path, RES_STD),
+        train_seconds_per_run=json_value(path, RES_SECONDS_PER_RUN),
+        num_runs=int(data[RES_NUM_RUNS]),
+        epochs=int(data[RES_EPOCHS]),
+        schedule=str(data[RES_SCHEDULE]),
+        architecture=str(data[RES_ARCHITECTURE]),
     )
 
 
@@ -133,7 +143,7 @@ class ExpertsOut:
 
 
 def read_experts(stage_dir: str | Path) -> ExpertsOut:
-    path = Path(stage_dir) / "buffer" / "manifest.json"
+    path = Path(stage_dir) / STAGE_BUFFER_DIR / BUFFER_MANIFEST
     manifest = json.loads(path.read_text())
     accs = [json_value(path, f"completed.{i}.test_acc") for i in range(len(manifest["completed"]))]
     return ExpertsOut(int(manifest["epochs"]), accs)
@@ -166,7 +176,9 @@ def read_distill(stage_dir: str | Path) -> DistillOut:
         num_classes=syn.num_classes,
         iterations=syn.iteration,
         method=syn.method,
-        distill_seconds=Measured(float(syn.extra["distill_seconds"]), str(path), "extra.distill_seconds"),
+        distill_seconds=Measured(
+            float(syn.extra[EXTRA_DISTILL_SECONDS]), str(path), f"extra.{EXTRA_DISTILL_SECONDS}"
+        ),
         loss=scalars(tb).get(TAG_DISTILL_LOSS, []),
         loss_source=f"{tb}::{TAG_DISTILL_LOSS}",
     )

@@ -31,12 +31,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ddlight.artifacts import RESULTS_FILE
+from ddlight.artifacts import OUTPUT_ARG_ATTR, RESULTS_FILE, STAGE_BUFFER_DIR
+from ddlight.cli import module_class, parse_config
 from ddlight.utils.io import atomic_json_dump
 
 MARKER = "stage.json"
 # Flags every stage gets: quiet, reproducible logs; not part of the hash (they change no result).
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+
+
+def output_arg(stage: Stage) -> str:
+    """The init arg of the stage's module that says where it writes, read from the parsed config."""
+    cls = module_class(parse_config(["--config", str(stage.config), *stage.args]))
+    name = getattr(cls, OUTPUT_ARG_ATTR, None)
+    if name is None:
+        raise ValueError(
+            f"stage {stage.name}: {cls.__name__} declares no {OUTPUT_ARG_ATTR}; it cannot be a {stage.kind}"
+        )
+    return name
 
 
 def flag_value(value: Any) -> str:
@@ -232,12 +244,14 @@ class Runner:
             version,
             *QUIET,
         ]
+        where = {"distill": out, "eval": out / RESULTS_FILE, "experts": out / STAGE_BUFFER_DIR}.get(
+            stage.kind
+        )
+        if where is not None:
+            # The module class says which of its init args is its output (ddlight.artifacts.OUTPUT_ARG_ATTR).
+            f += [f"--model.init_args.{output_arg(stage)}", str(where)]
         if stage.kind == "distill":
-            f += ["--model.init_args.export_dir", str(out), "--trainer.enable_checkpointing", "false"]
-        elif stage.kind == "eval":
-            f += ["--model.init_args.results_path", str(out / RESULTS_FILE)]
-        elif stage.kind == "experts":
-            f += ["--model.init_args.buffer_dir", str(out / "buffer")]
+            f += ["--trainer.enable_checkpointing", "false"]
         elif stage.kind == "baseline":
             # Validation would run on the test set (val_fraction 0) inside the timed training; the test
             # command measures it once instead.

@@ -1,10 +1,10 @@
 """The study's experiments as stages: which commands each table needs, run once, read back.
 
 A report config (``configs/report_mnist.yaml``) names, per dataset, the stage configs the study uses
-(``configs/baseline_*.yaml``, ``configs/datadam_*.yaml``, ...) and, per budget, the flags that shrink or
-grow them. This module turns that into :class:`~ddlight.report.runner.Stage` objects - the same command
-lines a user would type - runs them through a :class:`~ddlight.report.runner.Runner` (which skips what
-a previous run finished) and collects their outputs for the tables and figures.
+(``configs/<dataset>/baseline.yaml``, ``configs/<dataset>/datadam.yaml``, ...) and, per budget, the flags
+that shrink or grow them. This module turns that into :class:`~ddlight.report.runner.Stage` objects -
+the same command lines a user would type - runs them through a :class:`~ddlight.report.runner.Runner`
+(which skips what a previous run finished) and collects their outputs for the tables and figures.
 
 Budget override roles (each a mapping of dotted flag -> value, merged in the order listed, later wins):
 
@@ -15,7 +15,7 @@ Budget override roles (each a mapping of dotted flag -> value, merged in the ord
                        (``_real``/``_noise``) and ``<method>_ipc<k>`` for one IPC
 ``experts``            PAD's expert buffer
 ``eval``               evaluation with ddlight's recipe; ``eval_cross_arch`` adds to it for other networks
-``eval_dcbench``       the DC-Bench protocol evaluation (``configs/evaluate_*_dcbench.yaml``)
+``eval_dcbench``       the DC-Bench protocol evaluation (``configs/<dataset>/evaluate_dcbench.yaml``)
 ``search``             ``start``, ``max_ipc``, ``target`` ({accuracy: x} or {within: x}) and ``distill`` /
                        ``eval`` flags for the lossless-IPC probes
 =====================  ===================================================================================
@@ -35,7 +35,8 @@ from typing import Any
 
 import yaml
 
-from ddlight.artifacts import SYNTHETIC_FILE
+from ddlight.artifacts import STAGE_BUFFER_DIR, SYNTHETIC_FILE
+from ddlight.cli import parse_config
 from ddlight.report.ipc_search import SearchResult, Target, search_lossless_ipc
 from ddlight.report.outputs import (
     BaselineOut,
@@ -89,7 +90,8 @@ def budget_for(spec: dict[str, Any], budget: str, dataset: str) -> dict[str, Any
 
 
 def config_ipc(config: str) -> int:
-    return int(yaml.safe_load(Path(config).read_text())["model"]["init_args"]["ipc"])
+    """The IPC the config runs with, defaults included (the parsed config, not the YAML text)."""
+    return int(parse_config(["--config", config]).model.init_args.ipc)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class DatasetPlan:
         if method == "pad":
             experts = self.experts()
             deps = (experts,)
-            over["model.init_args.buffer_dir"] = str(self.runner.dir_of(experts) / "buffer")
+            over["model.init_args.buffer_dir"] = str(self.runner.dir_of(experts) / STAGE_BUFFER_DIR)
         key = "model.init_args.ipc"
         common = self.roles("convnet", method, f"{method}_{init}")
         eff_ipc = int(ipc if ipc is not None else common.get(key, config_ipc(config)))

@@ -298,7 +298,9 @@ def test_evaluate_callback_logs_accuracy(tmp_path):
 
     dm = MNISTDataModule(source="bundled", episode_per_class=4)
     # No net given: the callback evaluates on the distiller's own architecture.
-    cb = EvaluateSyntheticCallback(every_n_steps=2, num_runs=1, epochs=2, results_path=str(tmp_path / "evals.json"))
+    cb = EvaluateSyntheticCallback(
+        every_n_steps=2, num_runs=1, epochs=2, results_path=str(tmp_path / "evals.json")
+    )
     model = small_model(batch_real=4, export_dir=str(tmp_path))
     L.Trainer(
         max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[cb]

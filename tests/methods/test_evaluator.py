@@ -100,7 +100,9 @@ def test_cli_fit_writes_results(tmp_path):
 def test_epoch_mismatch_is_an_error(tmp_path):
     syn, _ = bundled_set()
     path = syn.save(tmp_path / "synthetic.pt")
-    with pytest.raises(ValueError, match="max_epochs=2 would cut the lr schedule of model.init_args.epochs=3"):
+    with pytest.raises(
+        ValueError, match="max_epochs=2 would cut the lr schedule of model.init_args.epochs=3"
+    ):
         DDLightCLI(args=evaluate_args(path, tmp_path, 3, 2, "--trainer.max_epochs", "2"))
 
 

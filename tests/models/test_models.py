@@ -77,3 +77,21 @@ def test_resnet_norm_variants():
     inorm = ResNet18(norm="instancenorm")
     assert isinstance(bn.bn1, torch.nn.BatchNorm2d)
     assert isinstance(inorm.bn1, torch.nn.GroupNorm)
+
+
+@pytest.mark.parametrize("cls", [MLP, VGG11, AlexNet, ConvNet, ResNet18])
+def test_every_net_takes_the_data_shape(cls):
+    """The CLI links channel/num_classes/im_size into every net; a net missing one would store the
+    linked value in its hparams and fail to reload from its checkpoint."""
+    import inspect
+
+    from ddlight.cli import DATA_SHAPE_ARGS
+
+    assert DATA_SHAPE_ARGS <= set(inspect.signature(cls).parameters)
+    net = cls(channel=3, num_classes=5, im_size=32)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_vgg_refuses_images_its_pools_would_erase():
+    with pytest.raises(ValueError, match="at least 32x32 images"):
+        VGG11(im_size=12)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from ddlight.cli import DDLightCLI
 from ddlight.data import SyntheticSet
@@ -21,7 +20,7 @@ from ddlight.report.runner import MARKER, Runner, Stage, flags
 from ddlight.report.tables import format_seconds
 from tests.helpers import ROOT
 
-CONFIG = ROOT / "configs" / "mnist" / "report.yaml"
+CONFIG = ROOT / "configs" / "report_mnist.yaml"
 
 
 # ------------------------------------------------------------------------------------ lossless IPC
@@ -409,3 +408,18 @@ def test_rerun_reuses_every_stage_and_skips_missing_mhist(tiny_report, monkeypat
     report = json.loads((path.parent / "report.json").read_text())
     assert report["stages"] and not any(s["executed"] for s in report["stages"])
     assert "it ran 0 stage(s)" in text
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "arg", "where"),
+    [
+        ("distill", "mnist/datadam.yaml", "export_dir", ""),
+        ("eval", "mnist/evaluate.yaml", "results_path", "results.json"),
+        ("experts", "mnist/experts.yaml", "buffer_dir", "buffer"),
+    ],
+)
+def test_stage_outputs_go_through_the_module_declared_arg(kind, config, arg, where, tmp_path):
+    """The runner names no init arg itself: the module class's OUTPUT_ARG says where a stage writes."""
+    stage = Stage("s", kind, str(ROOT / "configs" / config))
+    f = Runner.output_flags(stage, tmp_path)
+    assert f[f.index(f"--model.init_args.{arg}") + 1] == str(tmp_path / where if where else tmp_path)

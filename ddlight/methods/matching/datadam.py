@@ -19,12 +19,9 @@ network norm                  instance norm          batch norm (their ``get_net
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
-from ddlight.artifacts import TAG_DISTILL_SECONDS
 from ddlight.methods.distiller import Distiller
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
@@ -142,7 +139,7 @@ class DataDAM(Distiller):
         loss = self.hparams.sam_weight * sam + self.hparams.embed_weight * mmd
         return {"loss": loss, "attention": sam, "embedding": mmd}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def distill_losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         real, real_labels = batch
         expected = self.num_classes * self.hparams.batch_real
         if real.shape[0] != expected:
@@ -151,16 +148,5 @@ class DataDAM(Distiller):
                 f"({expected} images); got {real.shape[0]}. Set data.init_args.episode_per_class to "
                 f"{self.hparams.batch_real}."
             )
-        t0 = time.perf_counter()
         self._fresh_network()
-        opt = self.optimizers()
-        out = self.losses(real, real_labels)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(out["loss"])
-        opt.step()
-        self.distill_seconds += time.perf_counter() - t0
-        self.log_dict({f"distill/{k}": v.detach() for k, v in out.items()}, prog_bar=False)
-        self.log(TAG_DISTILL_SECONDS, self.distill_seconds)
-        self.log("distill/loss_bar", out["loss"].detach(), prog_bar=True, logger=False)
-        self.maybe_log_grid()
-        return out["loss"].detach()
+        return self.losses(real, real_labels)

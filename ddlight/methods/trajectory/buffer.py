@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ddlight.artifacts import BUFFER_MANIFEST
 from ddlight.utils.io import atomic_json_dump, atomic_torch_save
 from ddlight.utils.jsonable import jsonable
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = BUFFER_MANIFEST
 EL2N_FILE = "el2n.pt"
 
 

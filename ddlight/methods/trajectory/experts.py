@@ -16,7 +16,8 @@ batch, parameters recorded at initialisation and after every epoch. Deliberate d
 * MNIST uses no ZCA (MTT/PAD whiten only CIFAR) and DSA without flip (``strategy_for``).
 
 Lightning mapping: one Lightning epoch is one epoch of the current expert; the module stops fit itself
-after ``num_experts * epochs``, so ``trainer.max_epochs`` stays unset (-1 beyond Lightning's 1000). The buffer itself is the checkpoint:
+after ``num_experts * epochs``, so ``trainer.max_epochs`` stays unset (-1 beyond Lightning's 1000).
+The buffer itself is the checkpoint:
 experts are written only when complete, and a rerun of the same command trains only the experts the
 manifest lacks, each from the same seed-derived initialisation and batch order it would have had in an
 uninterrupted run; the module stops fit itself (``trainer.should_stop``) after the last missing one.
@@ -61,6 +62,7 @@ from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.metrics import accuracy
+from ddlight.ops.optim import network_sgd
 from ddlight.utils.io import atomic_torch_save
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -91,6 +93,8 @@ class Experts(L.LightningModule):
     itself (shuffled, seeded per expert and epoch); ``trainer.limit_train_batches`` still applies, and the
     EL2N networks' epochs honour it too, so a CPU-sized run shortens both alike.
     """
+
+    OUTPUT_ARG = "buffer_dir"  # the buffer is the output (ddlight.artifacts.OUTPUT_ARG_ATTR)
 
     def __init__(
         self,
@@ -242,7 +246,7 @@ class Experts(L.LightningModule):
 
     def _sgd(self, net: nn.Module) -> torch.optim.Optimizer:
         hp = self.hparams
-        return torch.optim.SGD(net.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        return network_sgd(net.parameters(), hp.lr, hp.momentum, hp.weight_decay)
 
     def _load_or_compute_el2n(self) -> torch.Tensor:
         hp, dm = self.hparams, self.trainer.datamodule

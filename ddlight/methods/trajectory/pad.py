@@ -57,7 +57,6 @@ Deliberate differences:
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +181,9 @@ class PAD(Distiller):
         # A buffer so that it follows the module to its device; not persistent: it is a function of hparams.
         self.register_buffer("fiem", fiem_mask(self._sizes, self.depth_ratio), persistent=False)
         self._pending_logits: torch.Tensor | None = None
+        self._plan: Any = None  # this step's plan, ok flag and graph size: set by distill_losses/apply_update
+        self._ok: torch.Tensor | None = None
+        self._graph_mb = 0.0
 
     # ----------------------------------------------------------------------------------------- set up
     def setup(self, stage: str) -> None:
@@ -198,7 +200,8 @@ class PAD(Distiller):
 
     def open_buffer(self) -> ExpertBuffer:
         hp = self.hparams
-        hint = f"create it first with `{EXPERTS_COMMAND.format(dataset=dataset_name(self.trainer.datamodule))}` (its model.init_args.buffer_dir: {hp.buffer_dir})"
+        command = EXPERTS_COMMAND.format(dataset=dataset_name(self.trainer.datamodule))
+        hint = f"create it first with `{command}` (its model.init_args.buffer_dir: {hp.buffer_dir})"
         buf = open_completed(Path(hp.buffer_dir), hint)
         check_fits(
             buf, self._names, self._shapes, hp.max_start_epoch, hp.expert_epochs, hp.label_expert_epoch
@@ -298,28 +301,28 @@ class PAD(Distiller):
             loss = matching_loss(self.unroll(start, plan), start, target, self.fiem)
         return loss, saved.megabytes
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def distill_losses(self, batch: Any) -> dict[str, torch.Tensor]:
         # The data module's batch is not used: PAD's only data are the expert trajectories and the set.
-        t0 = time.perf_counter()
-        hp = self.hparams
         step = int(self.global_step)
-        gen = torch.Generator().manual_seed(mix_seed(hp.seed, 31, step, self.global_rank))
-        plan = self.plan(step, gen)
-        loss, graph_mb = self.iteration_loss(plan)
-        opt = self.optimizers()
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        ok = None if hp.loss_threshold is None else loss.detach() <= hp.loss_threshold
-        guarded_step(opt, ok)
-        self.distill_seconds += time.perf_counter() - t0
+        gen = torch.Generator().manual_seed(mix_seed(self.hparams.seed, 31, step, self.global_rank))
+        self._plan = self.plan(step, gen)
+        loss, self._graph_mb = self.iteration_loss(self._plan)
+        return {"loss": loss}
 
+    def apply_update(self, opt: Any, losses: dict[str, torch.Tensor]) -> None:
+        # DATM's threshold: an iteration whose loss exceeds it changes nothing (decided on the device).
+        threshold = self.hparams.loss_threshold
+        self._ok = None if threshold is None else losses["loss"].detach() <= threshold
+        guarded_step(opt, self._ok)
+
+    def extra_logs(self, losses: dict[str, torch.Tensor]) -> dict[str, Any]:
+        plan, ok, hp = self._plan, self._ok, self.hparams
         logs: dict[str, Any] = {
-            "distill/loss": loss.detach(),
             "distill/syn_lr": self.syn_lr.detach(),
             "distill/start_epoch": float(plan.start_epoch),
             "distill/start_epoch_bound": float(plan.bound),
             "distill/expert": float(plan.expert),
-            "memory/graph_saved_mb": graph_mb,
+            "memory/graph_saved_mb": self._graph_mb,
             "memory/peak_mb": peak_memory_mb(self.device),
         }
         self._iterations += 1
@@ -330,17 +333,13 @@ class PAD(Distiller):
             with torch.no_grad():
                 logp = self.label_logits.log_softmax(-1)
                 logs["distill/label_entropy"] = -(logp.exp() * logp).sum(-1).mean()
-        self.log_dict(logs)
-        self.log("time/distill_seconds", self.distill_seconds)
-        self.log("distill/loss_bar", loss.detach(), prog_bar=True, logger=False)
-        if step == 0:
+        if self.global_step == 0:
             rank_zero_info(
-                f"[ddlight] PAD: the unrolled graph of {hp.syn_steps} steps keeps {graph_mb:.1f} MB for "
-                f"backward (checkpoint_segments={hp.checkpoint_segments}); peak so far "
+                f"[ddlight] PAD: the unrolled graph of {hp.syn_steps} steps keeps {self._graph_mb:.1f} MB "
+                f"for backward (checkpoint_segments={hp.checkpoint_segments}); peak so far "
                 f"{logs['memory/peak_mb']:.0f} MB"
             )
-        self.maybe_log_grid()
-        return loss.detach()
+        return logs
 
     def on_train_end(self) -> None:
         report_skips(self._skipped, self._iterations, self.hparams.loss_threshold)

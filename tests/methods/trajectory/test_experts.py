@@ -232,5 +232,7 @@ def test_cli_writes_the_buffer(tmp_path, monkeypatch):
     assert buf.completed == [0] and buf.load_expert(0).shape[0] == 3
     assert buf.manifest["net"]["class_path"] == "ddlight.models.ConvNet"
     assert buf.manifest["net"]["init_args"]["width"] == 8
-    assert buf.manifest["dataset"]["name"] == "tinydigits"  # dataset_name(): the same identity synthetic sets record
+    assert (
+        buf.manifest["dataset"]["name"] == "tinydigits"
+    )  # dataset_name(): the same identity synthetic sets record
     assert cli.trainer.current_epoch == 2

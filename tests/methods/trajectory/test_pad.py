@@ -292,7 +292,10 @@ GPU = ("gpu/experts",)  # the GPU overlays pair with the GPU buffer's overlay
         (("pad_ipc10",), ("experts",)),
         (("pad_ipc100",), ("experts",)),
         (("pad_ipc1_early",), ("experts_early",)),
-        *(((name, f"gpu/{name}"), ("experts", *GPU)) for name in ("pad_ipc1", "pad_ipc10", "pad_ipc100", "pad_noise")),
+        *(
+            ((name, f"gpu/{name}"), ("experts", *GPU))
+            for name in ("pad_ipc1", "pad_ipc10", "pad_ipc100", "pad_noise")
+        ),
     ],
 )
 def test_configs_parse(pad, experts, tmp_path, monkeypatch):
@@ -301,7 +304,9 @@ def test_configs_parse(pad, experts, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     def parsed(names):
-        return DDLightCLI(args=[a for n in names for a in ("--config", str(CONFIGS / "mnist" / f"{n}.yaml"))], run=False)
+        return DDLightCLI(
+            args=[a for n in names for a in ("--config", str(CONFIGS / "mnist" / f"{n}.yaml"))], run=False
+        )
 
     cli, experts = parsed(pad), parsed(experts).model
     assert isinstance(cli.model, PAD) and cli.model.hparams.buffer_dir == experts.hparams.buffer_dir
