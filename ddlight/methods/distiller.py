@@ -6,6 +6,7 @@ Method modules (DataDAM, PAD) subclass :class:`Distiller` and implement ``traini
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 
-from ddlight.artifacts import GRID_FILE, LATEST_LINK, SYNTHETIC_FILE, TAG_GRID
+from ddlight.artifacts import GRID_FILE, LATEST_LINK, SYNTHETIC_FILE, TAG_DISTILL_SECONDS, TAG_GRID
 from ddlight.data.base import dataset_name
 from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.run_guard import RunGuard
@@ -280,6 +281,34 @@ class Distiller(L.LightningModule):
         if path is not None:
             rank_zero_info(f"[ddlight] synthetic set written to {path}")
         self.log_grid()
+
+    def check_episode(self, real: torch.Tensor) -> None:
+        """Refuse a real batch that is not ``batch_real`` per class (the matching methods' episodes)."""
+        expected = self.num_classes * self.hparams.batch_real
+        if real.shape[0] != expected:
+            raise ValueError(
+                f"{type(self).__name__} expects class-balanced episodes of "
+                f"batch_real={self.hparams.batch_real} per class ({expected} images); got {real.shape[0]}. "
+                f"Set data.init_args.episode_per_class to {self.hparams.batch_real}."
+            )
+
+    def descend(self, loss: torch.Tensor) -> None:
+        """One step of the (single) optimizer on ``loss``, through Lightning's manual backward (precision
+        plugins, DDP's gradient all-reduce)."""
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt.step()
+
+    def log_step(self, out: dict[str, torch.Tensor], t0: float) -> torch.Tensor:
+        """Close a training step begun at ``perf_counter()`` ``t0``: count its seconds, log ``out`` (no host
+        sync: tensors go to the logger as they are) and the grid when due; return the detached loss."""
+        self.distill_seconds += time.perf_counter() - t0
+        self.log_dict({f"distill/{k}": v.detach() for k, v in out.items()}, prog_bar=False)
+        self.log(TAG_DISTILL_SECONDS, self.distill_seconds)
+        self.log("distill/loss_bar", out["loss"].detach(), prog_bar=True, logger=False)
+        self.maybe_log_grid()
+        return out["loss"].detach()
 
     # ------------------------------------------------------------------------------------ tensorboard
     @rank_zero_only

@@ -14,7 +14,6 @@ import time
 import torch
 from torch import nn
 
-from ddlight.artifacts import TAG_DISTILL_SECONDS
 from ddlight.methods.distiller import Distiller
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
@@ -94,29 +93,12 @@ class RandomNetworkMatching(Distiller):
         """``{"loss": total, <term>: ...}`` of one step; ``loss`` is what the images descend."""
         raise NotImplementedError
 
-    def check_episode(self, real: torch.Tensor) -> None:
-        expected = self.num_classes * self.hparams.batch_real
-        if real.shape[0] != expected:
-            raise ValueError(
-                f"{type(self).__name__} expects class-balanced episodes of batch_real={self.hparams.batch_real} "
-                f"per class ({expected} images); got {real.shape[0]}. Set data.init_args.episode_per_class "
-                f"to {self.hparams.batch_real}."
-            )
-
     # ------------------------------------------------------------------------------------------ step
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         real, real_labels = batch
         self.check_episode(real)
         t0 = time.perf_counter()
         self._fresh_network()
-        opt = self.optimizers()
         out = self.losses(real, real_labels)
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(out["loss"])
-        opt.step()
-        self.distill_seconds += time.perf_counter() - t0
-        self.log_dict({f"distill/{k}": v.detach() for k, v in out.items()}, prog_bar=False)
-        self.log(TAG_DISTILL_SECONDS, self.distill_seconds)
-        self.log("distill/loss_bar", out["loss"].detach(), prog_bar=True, logger=False)
-        self.maybe_log_grid()
-        return out["loss"].detach()
+        self.descend(out["loss"])
+        return self.log_step(out, t0)
