@@ -201,6 +201,8 @@ def _cli(*extra):
 
 @pytest.mark.slow
 def test_resume_in_the_middle_of_a_network_reaches_the_same_images(tmp_path):
+    """Checkpoint after 2 of a network's 4 updates: the resumed run must continue with the trained network
+    and its inner-loop momentum (module state), then draw the same next network."""
     def run(steps, out, *extra):
         return _cli(
             "--trainer.max_steps",
@@ -208,7 +210,7 @@ def test_resume_in_the_middle_of_a_network_reaches_the_same_images(tmp_path):
             "--model.init_args.export_dir",
             str(tmp_path / out),
             "--model.init_args.outer_loop",
-            "3",
+            "4",
             "--model.init_args.inner_loop",
             "1",
             "--model.init_args.dsa_strategy",
