@@ -21,7 +21,8 @@ TINY_DIGITS_NET = (
     "2",
 )
 
-# configs/mnist/datadam.yaml shrunk to the bundled digits: 4 real images per class, IPC 1, width 8.
+# A matching config (datadam.yaml, dm.yaml, dc.yaml, ...) shrunk to the bundled digits: 4 real images per
+# class, IPC 1, width 8.
 TINY_DATADAM = (
     "--data.init_args.source",
     "bundled",

@@ -22,14 +22,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddlight.methods.distiller import Distiller
-from ddlight.models.checks import check_num_classes
-from ddlight.models.init import mix_seed, reinitialize
+from ddlight.methods.matching.base import RandomNetworkMatching
 from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
-from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
+from ddlight.ops.augment import DEFAULT_STRATEGY
 
 
-class DataDAM(Distiller):
+class DataDAM(RandomNetworkMatching):
     """Learns ``ipc`` images per class by attention matching.
 
     Args:
@@ -53,6 +51,7 @@ class DataDAM(Distiller):
     """
 
     method_name = "datadam"
+    needs = "forward_blocks"
 
     def __init__(
         self,
@@ -73,44 +72,12 @@ class DataDAM(Distiller):
         checkpoint_every: int = 50,
         check_every: int = 10,
     ) -> None:
-        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
-        if not hasattr(net, "forward_blocks"):
-            raise TypeError(
-                "DataDAM needs a network with forward_blocks() (e.g. ddlight.models.ConvNet), "
-                f"got {type(net).__name__}"
-            )
-        if steps_per_network < 1:
-            raise ValueError(f"steps_per_network must be >= 1, got {steps_per_network}")
-        self.save_hyperparameters()
-        self.net = net.requires_grad_(False)
-        self.dsa: DSA | None = None
-        self._net_block = -1
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        check_num_classes(self.net, self.trainer.datamodule, "DataDAM")
-        self.dsa = DSA(strategy_for(self.dataset_name, self.hparams.dsa_strategy))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(
-            [
-                {
-                    "params": [self.images],
-                    "lr": self.hparams.lr_img,
-                    "momentum": self.hparams.momentum,
-                    "name": "images",
-                }
-            ]
+        super().__init__(
+            net, ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every, steps_per_network
         )
+        self.save_hyperparameters()
 
     # ------------------------------------------------------------------------------------------ loss
-    def _fresh_network(self) -> None:
-        block = int(self.global_step) // self.hparams.steps_per_network
-        if block != self._net_block:
-            reinitialize(self.net, mix_seed(self.hparams.seed, 1, block))
-            self._net_block = block
-        self.net.train()  # batch-norm variants normalise with each batch's own statistics, as released
-
     def real_targets(self, real: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per-class mean attention of every block but the last, and mean embedding, of a real batch.
 
@@ -123,10 +90,7 @@ class DataDAM(Distiller):
 
     def losses(self, real: torch.Tensor, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         k, p = self.num_classes, self.hparams.power
-        gen = torch.Generator().manual_seed(
-            mix_seed(self.hparams.seed, 2, int(self.global_step), self.global_rank)
-        )
-        params = self.dsa.sample(k, generator=gen, device=self.device)
+        params = self.siamese_params()
         with torch.inference_mode():
             real_atts, real_emb = self.real_targets(self.dsa.apply(real, params, real_labels))
         # Leave inference mode with ordinary tensors: autograd may need them in the syn-side graph.
@@ -138,15 +102,3 @@ class DataDAM(Distiller):
         mmd = mean_matching_loss(real_emb, emb.float(), k)
         loss = self.hparams.sam_weight * sam + self.hparams.embed_weight * mmd
         return {"loss": loss, "attention": sam, "embedding": mmd}
-
-    def distill_losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
-        real, real_labels = batch
-        expected = self.num_classes * self.hparams.batch_real
-        if real.shape[0] != expected:
-            raise ValueError(
-                f"DataDAM expects class-balanced episodes of batch_real={self.hparams.batch_real} per class "
-                f"({expected} images); got {real.shape[0]}. Set data.init_args.episode_per_class to "
-                f"{self.hparams.batch_real}."
-            )
-        self._fresh_network()
-        return self.losses(real, real_labels)
