@@ -3,7 +3,8 @@
 from ddlight.data.base import ClassBalancedEpisodes, RealDataModule, TensorBatchDataset
 from ddlight.data.mhist import MHISTDataModule
 from ddlight.data.mnist import MNISTDataModule
-from ddlight.data.synthetic import SyntheticDataModule, SyntheticSet, SyntheticSetError
+from ddlight.data.synthetic import SyntheticSet, SyntheticSetError
+from ddlight.data.synthetic_module import SyntheticDataModule
 
 __all__ = [
     "ClassBalancedEpisodes",

@@ -32,6 +32,8 @@ class MNISTDataModule(RealDataModule):
             validation runs on the test set, as distillation papers report.
         episode_per_class: if > 0, ``train_dataloader`` serves endless class-balanced episodes of this
             many images per class (what distillers consume) instead of shuffled minibatches.
+        zca, zca_reg: ZCA-whiten every real image (fitted on the normalised training set, kornia's
+            ``eps`` = ``zca_reg``); the field whitens only CIFAR, but any dataset accepts it.
     """
 
     name = "mnist"
@@ -53,8 +55,10 @@ class MNISTDataModule(RealDataModule):
         val_fraction: float = 0.0,
         seed: int = 0,
         episode_per_class: int = 0,
+        zca: bool = False,
+        zca_reg: float = 0.1,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class)
+        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class, zca, zca_reg)
         if source not in ("torchvision", "bundled"):
             raise ValueError(f"MNISTDataModule.source must be 'torchvision' or 'bundled', got {source!r}")
         self.save_hyperparameters()

@@ -8,7 +8,6 @@ interrupted run leaves either a listed, complete expert or an unlisted file that
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from enum import IntEnum
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ddlight.data.zca import tensor_sha256 as tensor_digest  # noqa: F401 - re-exported for experts
 from ddlight.utils.io import atomic_json_dump, atomic_torch_save
 from ddlight.utils.jsonable import jsonable
 
@@ -49,16 +49,6 @@ class Stream(IntEnum):
 def flatten_parameters(net: nn.Module) -> torch.Tensor:
     """All parameters (not buffers) in ``named_parameters`` order as one float32 CPU vector."""
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).to("cpu", torch.float32)
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of the tensors' bytes: ties a buffer and its EL2N scores to the exact training set."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class ExpertBuffer:

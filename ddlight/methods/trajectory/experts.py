@@ -45,7 +45,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ddlight.data.base import TensorBatchDataset, dataset_name
+from ddlight.data.base import dataset_name
 from ddlight.methods.trajectory.buffer import (
     EL2N_FILE,
     FORMAT_VERSION,
@@ -64,7 +64,7 @@ from ddlight.ops.metrics import accuracy
 from ddlight.utils.io import atomic_torch_save
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-DATA_ATTRS = ("train_images", "train_labels", "test_images", "test_labels", "mean_t", "std_t")
+DATA_ATTRS = ("train_images", "train_labels", "test_images", "test_labels", "dataset", "normalize")
 
 
 class Experts(L.LightningModule):
@@ -86,7 +86,8 @@ class Experts(L.LightningModule):
         seed: root of every random stream of the buffer (recorded in the manifest).
 
     Data: the datamodule must expose in-memory uint8 ``train_images`` / ``train_labels`` /
-    ``test_images`` / ``test_labels``, ``mean_t`` / ``std_t`` and ``batch_size`` (``RealDataModule``).
+    ``test_images`` / ``test_labels``, ``normalize`` / ``dataset`` (its one normalisation, ZCA
+    included) and ``batch_size`` (``RealDataModule``).
     Its own ``train_dataloader`` cannot know the curriculum, so the module serves each epoch's batches
     itself (shuffled, seeded per expert and epoch); ``trainer.limit_train_batches`` still applies, and the
     EL2N networks' epochs honour it too, so a CPU-sized run shortens both alike.
@@ -213,6 +214,8 @@ class Experts(L.LightningModule):
                 "num_train": len(dm.train_labels),
                 "num_classes": int(dm.num_classes),
                 "train_sha256": self.train_digest,
+                # Only when whitened, so buffers written before ZCA existed still resume.
+                **({"zca": dm.identity()["zca"]} if getattr(dm, "zca_transform", None) is not None else {}),
             },
             "seed": hp.seed,
             "recipe": {
@@ -259,7 +262,7 @@ class Experts(L.LightningModule):
         if cached is not None:
             return cached
         nets = []
-        ds = TensorBatchDataset(dm.train_images, dm.train_labels, dm.mean_t, dm.std_t)
+        ds = dm.dataset(dm.train_images, dm.train_labels)
         t0 = time.perf_counter()
         for m in range(hp.el2n_models):
             net = el2n_network(
@@ -279,7 +282,7 @@ class Experts(L.LightningModule):
                 f"[ddlight] EL2N network {m + 1}/{hp.el2n_models} trained ({time.perf_counter() - t0:.0f} s)"
             )
         scores = el2n_scores(
-            nets, dm.train_images, dm.train_labels, dm.mean_t, dm.std_t, dm.eval_batch_size, self.device
+            nets, dm.train_images, dm.train_labels, dm.normalize, dm.eval_batch_size, self.device
         )
         seconds = time.perf_counter() - t0
         atomic_torch_save({**want, "format_version": FORMAT_VERSION, "scores": scores}, path)
@@ -313,7 +316,7 @@ class Experts(L.LightningModule):
     def epoch_loader(self, expert: int, epoch: int) -> DataLoader:
         """``expert``'s loader for its 0-based ``epoch``: the curriculum's subset in a seeded order."""
         dm, hp = self.trainer.datamodule, self.hparams
-        ds = TensorBatchDataset(dm.train_images, dm.train_labels, dm.mean_t, dm.std_t)
+        ds = dm.dataset(dm.train_images, dm.train_labels)
         idx = self.active_indices(epoch)
         self._active = len(idx)
         return shuffled_loader(ds, idx, dm.batch_size, mix_seed(hp.seed, Stream.BATCHES, expert, epoch))
