@@ -26,6 +26,10 @@ from ddlight.data.zca import ZCA, Normalizer, tensor_sha256
 from ddlight.utils.classwise import class_index, sample_per_class, stratified_holdout
 
 
+class DatasetFileError(ValueError):
+    """A dataset file exists but does not hold what its layout says it must (the message names it)."""
+
+
 class TensorBatchDataset(Dataset):
     """A dataset whose ``__getitem__`` takes a list/tensor of indices and returns a whole batch.
 
