@@ -58,15 +58,29 @@ class ZCA:
         for chunk in images.split(FIT_CHUNK):
             total += prep(chunk).flatten(1).double().sum(0)
         mean = (total / n).float()
+        if n <= d:
+            return cls._fit_few(images, prep, mean, reg)
         cov = torch.zeros(d, d, dtype=torch.float32)
         for chunk in images.split(FIT_CHUNK):
             x = prep(chunk).flatten(1).float() - mean
             cov.addmm_(x.T, x)
         cov /= n - 1
-        evals, evecs = torch.linalg.eigh(cov.double())
+        # float32, as kornia: with eps = 0.1 added, its rounding is far below what whitening amplifies.
+        evals, evecs = torch.linalg.eigh(cov)
         evals = evals.clamp_min(0) + reg
-        matrix = (evecs * evals.rsqrt()) @ evecs.T
-        inverse = (evecs * evals.sqrt()) @ evecs.T
+        return cls(mean, (evecs * evals.rsqrt()) @ evecs.T, (evecs * evals.sqrt()) @ evecs.T, reg)
+
+    @classmethod
+    def _fit_few(cls, images: torch.Tensor, prep: Any, mean: torch.Tensor, reg: float) -> ZCA:
+        """The same W from the SVD of the (N, D) centred data when N <= D (a small ImageFolder, a test
+        fixture): the covariance has at most N nonzero eigenvalues, whose eigenvectors are the SVD's right
+        singular vectors, and every other direction gets 1 / sqrt(eps). O(N^2 D) instead of O(D^3)."""
+        x = (prep(images).flatten(1).double() - mean.double()).contiguous()
+        _, sv, vh = torch.linalg.svd(x, full_matrices=False)
+        evals = sv.square() / (x.shape[0] - 1) + reg
+        eye = torch.eye(x.shape[1], dtype=torch.float64)
+        matrix = eye / reg**0.5 + (vh.T * (evals.rsqrt() - reg**-0.5)) @ vh
+        inverse = eye * reg**0.5 + (vh.T * (evals.sqrt() - reg**0.5)) @ vh
         return cls(mean, matrix.float(), inverse.float(), reg)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

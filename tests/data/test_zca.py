@@ -40,6 +40,16 @@ def test_zca_fit_from_uint8_in_chunks_equals_float_fit(monkeypatch):
         ZCA.fit(u8, reg=0.0, transform=norm)
 
 
+def test_few_images_path_equals_the_covariance_path():
+    x = torch.randn(6, 1, 3, 3, generator=torch.Generator().manual_seed(2))  # N = 6 <= D = 9
+    few = ZCA.fit(x, reg=0.1)
+    flat = x.flatten(1).double()
+    cov = (flat - flat.mean(0)).T @ (flat - flat.mean(0)) / 5
+    s, u = torch.linalg.eigh(cov)
+    assert torch.allclose(few.matrix.double(), (u * (s.clamp_min(0) + 0.1).rsqrt()) @ u.T, atol=1e-5)
+    assert torch.allclose(few.inverse(few(x)), x, atol=1e-4)
+
+
 def test_data_module_whitens_every_real_batch_and_initial_images():
     dm = TinyDigits(n_train=40, n_test=8)
     dm.zca, dm.zca_reg = True, 0.1
