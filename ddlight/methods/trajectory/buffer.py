@@ -160,6 +160,19 @@ def check_fits(
         raise ValueError(f"label_expert_epoch {label_expert_epoch} outside 0..{buf.epochs} (or -1)")
 
 
+def check_same_data(buf: ExpertBuffer, name: str, zca: dict[str, Any]) -> None:
+    """Refuse experts trained on another dataset or another whitening: matching trajectories of whitened
+    images with an unwhitened set (or the reverse) runs without error and distils nothing."""
+    data = buf.manifest.get("dataset", {})
+    have, want = (data.get("name"), jsonable(data.get("zca", {}))), (name, jsonable(zca))
+    if have[0] is not None and have != want:
+        raise ValueError(
+            f"the experts in {buf.root} were trained on {have[0]!r} with ZCA {have[1] or 'off'}, but PAD's "
+            f"data module is {want[0]!r} with ZCA {want[1] or 'off'}; set data.init_args.zca (and zca_reg) "
+            "as in the experts' run, or train experts for this data"
+        )
+
+
 # ------------------------------------------------------------------------------------------ write side
 
 

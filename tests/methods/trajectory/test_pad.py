@@ -266,6 +266,19 @@ def test_wrong_net_or_window_is_refused(buffer_dir, tmp_path):
         make_pad(buffer_dir, init="kcenter")
 
 
+def test_experts_of_other_whitening_are_refused(buffer_dir, tmp_path):
+    """The buffer was trained on un-whitened TinyDigits; a ZCA data module must not match against it."""
+    whitened = TinyDigits()
+    whitened.zca = True
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False)
+    with pytest.raises(
+        ValueError,
+        match=r"trained on 'tinydigits' with ZCA off, but PAD's data module is "
+        r"'tinydigits' with ZCA \{'reg': 0.1",
+    ):
+        trainer.fit(make_pad(buffer_dir, export_dir=str(tmp_path)), datamodule=whitened)
+
+
 def test_start_epoch_window_grows(tmp_path):
     model = PAD(
         tiny_net(),
@@ -292,7 +305,10 @@ GPU = ("gpu/experts",)  # the GPU overlays pair with the GPU buffer's overlay
         (("pad_ipc10",), ("experts",)),
         (("pad_ipc100",), ("experts",)),
         (("pad_ipc1_early",), ("experts_early",)),
-        *(((name, f"gpu/{name}"), ("experts", *GPU)) for name in ("pad_ipc1", "pad_ipc10", "pad_ipc100", "pad_noise")),
+        *(
+            ((name, f"gpu/{name}"), ("experts", *GPU))
+            for name in ("pad_ipc1", "pad_ipc10", "pad_ipc100", "pad_noise")
+        ),
     ],
 )
 def test_configs_parse(pad, experts, tmp_path, monkeypatch):
@@ -301,7 +317,9 @@ def test_configs_parse(pad, experts, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     def parsed(names):
-        return DDLightCLI(args=[a for n in names for a in ("--config", str(CONFIGS / "mnist" / f"{n}.yaml"))], run=False)
+        return DDLightCLI(
+            args=[a for n in names for a in ("--config", str(CONFIGS / "mnist" / f"{n}.yaml"))], run=False
+        )
 
     cli, experts = parsed(pad), parsed(experts).model
     assert isinstance(cli.model, PAD) and cli.model.hparams.buffer_dir == experts.hparams.buffer_dir
