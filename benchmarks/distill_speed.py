@@ -11,6 +11,9 @@ the printed ratio is baseline time / ddlight time.
 
     python benchmarks/distill_speed.py                      # both batch sizes, fp32 and bf16-mixed
     python benchmarks/distill_speed.py --batch-real 64 --steps 20
+    python benchmarks/distill_speed.py --dataset cifar10-generated --no-reference --precision 32-true
+
+The reference-style loop is MNIST-only (``--no-reference`` for other datasets).
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def run_ddlight(batch_real: int, precision: str, steps: int, warmup: int, micro_batch: int) -> dict:
+def run_ddlight(
+    batch_real: int, precision: str, steps: int, warmup: int, micro_batch: int, dataset: str = "mnist"
+) -> dict:
     import lightning as L
     import torch
+    from bench_data import make_datamodule
 
-    from ddlight.data import MNISTDataModule
     from ddlight.methods import DataDAM
     from ddlight.models import ConvNet
 
@@ -51,9 +56,9 @@ def run_ddlight(batch_real: int, precision: str, steps: int, warmup: int, micro_
             self.times.append(time.perf_counter() - self.t0)
 
     torch.manual_seed(0)
-    dm = MNISTDataModule(data_dir=str(DATA), episode_per_class=batch_real)
+    dm = make_datamodule(dataset, episode_per_class=batch_real)
     model = DataDAM(
-        ConvNet(micro_batch=micro_batch),
+        ConvNet(micro_batch=micro_batch, **dm.shape_args()),
         ipc=10,
         init="real",
         batch_real=batch_real,
@@ -155,7 +160,9 @@ def worker(args: argparse.Namespace) -> None:
         from ddlight.utils import limit_heap_retention
 
         limit_heap_retention(args.mmap_threshold)  # as `python -m ddlight` does (reference runs without)
-        res = run_ddlight(args.batch_real[0], args.precision[0], args.steps, args.warmup, args.micro_batch)
+        res = run_ddlight(
+            args.batch_real[0], args.precision[0], args.steps, args.warmup, args.micro_batch, args.dataset
+        )
     print("RESULT " + json.dumps(res), flush=True)
 
 
@@ -176,6 +183,9 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=16, help="ConvNet micro_batch (0: whole batch)")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style baseline")
     ap.add_argument(
+        "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
+    )
+    ap.add_argument(
         "--mmap-threshold",
         type=int,
         default=None,
@@ -194,11 +204,13 @@ def main() -> None:
         str(args.warmup),
         "--micro-batch",
         str(args.micro_batch),
+        "--dataset",
+        args.dataset,
     ]
     if args.mmap_threshold is not None:
         common += ["--mmap-threshold", str(args.mmap_threshold)]
     print(
-        f"DataDAM, MNIST IPC 10, ConvNet-3 w128; "
+        f"DataDAM, {args.dataset} IPC 10, ConvNet-3 w128; "
         f"median of {args.steps} iterations after {args.warmup} warm-up"
     )
     print(f"{'batch_real':>10} {'impl':>24} {'s/iter':>8} {'peak RSS GB':>12} {'speed-up':>9}")

@@ -2,7 +2,7 @@
 ddlight's evaluator against a reference-style loop (DataLoader over a TensorDataset, batch 256, DSA per
 batch, whole-batch forward, as in DataDAM's ``evaluate_synset``) run by the same command.
 
-    python benchmarks/eval_speed.py --epochs 300 [--precision bf16-mixed]
+    python benchmarks/eval_speed.py --epochs 300 [--precision bf16-mixed] [--dataset cifar10-generated]
 
 ``--precision bf16-mixed`` runs ddlight's loop under bf16 autocast (AVX512-BF16 on these CPUs); the
 reference-style loop stays fp32, as the released code runs.
@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_data import make_datamodule
+from distill_speed import peak_rss_gb
 
-from ddlight.data import MNISTDataModule
 from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA
-from ddlight.utils.classwise import normalize_uint8
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
-def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int) -> float:
-    net = ConvNet(micro_batch=0)
+def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, shape: dict) -> float:
+    net = ConvNet(micro_batch=0, **shape)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(images, labels), batch_size=256, shuffle=True
@@ -51,19 +48,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    ap.add_argument(
+        "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
+    )
+    ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
     args = ap.parse_args()
-    dm = MNISTDataModule(data_dir=str(DATA))
+    dm = make_datamodule(args.dataset)
     dm.setup()
     idx = torch.cat([torch.nonzero(dm.train_labels == c).flatten()[:10] for c in range(10)])
-    images = normalize_uint8(dm.train_images[idx], dm.mean_t, dm.std_t)
-    labels = dm.train_labels[idx]
-    ref = reference_style(images, labels, args.epochs)
-    ev = SyntheticEvaluator(ConvNet(), num_runs=1, epochs=args.epochs)
-    res = ev.fit_plain(images, labels, [], "mnist", precision=args.precision)
+    images, labels = dm.normalize(dm.train_images[idx]), dm.train_labels[idx]
+    print(f"{args.dataset}: ConvNet-3 w128, 100 images, {args.epochs} epochs, DSA, one run (training only)")
+    if not args.no_reference:
+        ref = reference_style(images, labels, args.epochs, dm.shape_args())
+        print(f"reference-style loop : {ref:7.1f} s")
+    ev = SyntheticEvaluator(ConvNet(**dm.shape_args()), num_runs=1, epochs=args.epochs)
+    t0 = time.perf_counter()
+    res = ev.fit_plain(images, labels, dm.test_dataloader(), dm.name, precision=args.precision)
     ours = res["train_seconds_per_run"]
-    print(f"ConvNet-3 w128, 100 images, {args.epochs} epochs, DSA, one run (training only)")
-    print(f"reference-style loop : {ref:7.1f} s")
-    print(f"ddlight evaluator    : {ours:7.1f} s   speed-up {ref / ours:.2f}x   ({args.precision})")
+    speed = "" if args.no_reference else f"   speed-up {ref / ours:.2f}x"
+    print(f"ddlight evaluator    : {ours:7.1f} s{speed}   ({args.precision})")
+    total = time.perf_counter() - t0
+    print(f"with the {len(dm.test_labels)}-image test pass: {total:7.1f} s, peak RSS {peak_rss_gb():.2f} GB")
 
 
 if __name__ == "__main__":

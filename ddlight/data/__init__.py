@@ -1,17 +1,30 @@
 """Data modules (real and synthetic) and synthetic-set I/O."""
 
-from ddlight.data.base import ClassBalancedEpisodes, RealDataModule, TensorBatchDataset
+from ddlight.data.base import ClassBalancedEpisodes, DatasetFileError, RealDataModule, TensorBatchDataset
+from ddlight.data.cifar import CIFAR10DataModule, CIFAR100DataModule, SVHNDataModule
+from ddlight.data.image_sets import ImageFolderDataModule, TinyImageNetDataModule
 from ddlight.data.mhist import MHISTDataModule
-from ddlight.data.mnist import MNISTDataModule
-from ddlight.data.synthetic import SyntheticDataModule, SyntheticSet, SyntheticSetError
+from ddlight.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from ddlight.data.synthetic import SyntheticSet, SyntheticSetError
+from ddlight.data.synthetic_module import SyntheticDataModule
+from ddlight.data.zca import ZCA, Normalizer
 
 __all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
     "ClassBalancedEpisodes",
+    "DatasetFileError",
+    "FashionMNISTDataModule",
+    "ImageFolderDataModule",
     "MHISTDataModule",
     "MNISTDataModule",
+    "Normalizer",
     "RealDataModule",
-    "TensorBatchDataset",
+    "SVHNDataModule",
     "SyntheticDataModule",
     "SyntheticSet",
     "SyntheticSetError",
+    "TensorBatchDataset",
+    "TinyImageNetDataModule",
+    "ZCA",
 ]

@@ -22,14 +22,20 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from ddlight.utils.classwise import class_index, normalize_uint8, sample_per_class, stratified_holdout
+from ddlight.data.zca import ZCA, Normalizer, tensor_sha256
+from ddlight.utils.classwise import class_index, sample_per_class, stratified_holdout
+
+
+class DatasetFileError(ValueError):
+    """A dataset file exists but does not hold what its layout says it must (the message names it)."""
 
 
 class TensorBatchDataset(Dataset):
     """A dataset whose ``__getitem__`` takes a list/tensor of indices and returns a whole batch.
 
-    With ``mean``/``std`` the images are uint8 and normalised per batch (real data stays uint8 in memory);
-    without, they are already-normalised floats (a synthetic set) and returned as stored.
+    With ``mean``/``std`` (or a whole ``normalize``, e.g. a data module's ZCA-whitening
+    :class:`~ddlight.data.zca.Normalizer`) the images are uint8 and normalised per batch (real data stays
+    uint8 in memory); without, they are already-normalised floats (a synthetic set) and returned as stored.
     """
 
     def __init__(
@@ -38,14 +44,17 @@ class TensorBatchDataset(Dataset):
         labels: torch.Tensor,
         mean: torch.Tensor | None = None,
         std: torch.Tensor | None = None,
+        normalize: Normalizer | None = None,
     ) -> None:
-        if mean is not None and images.dtype != torch.uint8:
+        if normalize is None and mean is not None:
+            normalize = Normalizer(mean, std)
+        if normalize is not None and images.dtype != torch.uint8:
             raise TypeError(f"images to normalise must be uint8, got {images.dtype}")
         if images.shape[0] != labels.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
         self.images = images
         self.labels = labels if labels.dtype.is_floating_point else labels.long()
-        self.mean, self.std = mean, std
+        self.normalize = normalize
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -53,8 +62,8 @@ class TensorBatchDataset(Dataset):
     def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(idx, dtype=torch.long)
         x = self.images[idx]
-        if self.mean is not None:
-            x = normalize_uint8(x, self.mean, self.std)
+        if self.normalize is not None:
+            x = self.normalize(x)
         return x, self.labels[idx]
 
 
@@ -89,6 +98,7 @@ class ClassBalancedEpisodes(IterableDataset):
         seed: int = 0,
         rank: int = 0,
         epoch_length: int = 1000,
+        normalize: Normalizer | None = None,
     ) -> None:
         self.images, self.labels = images, labels.long()
         self.epoch_length = epoch_length
@@ -107,14 +117,14 @@ class ClassBalancedEpisodes(IterableDataset):
                 stacklevel=2,
             )
         self.num_classes, self.n = num_classes, n_per_class
-        self.mean, self.std = mean, std
+        self.normalize = normalize if normalize is not None else Normalizer(mean, std)
         self.seed, self.rank = seed, rank
         self.counter = 0
 
     def episode(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         gen = torch.Generator().manual_seed((self.seed * 1_000_003 + self.rank * 7_919 + i) % (2**63 - 1))
         idx = sample_per_class(self.table, self.counts, self.n, gen).flatten()
-        return normalize_uint8(self.images[idx], self.mean, self.std), self.labels[idx]
+        return self.normalize(self.images[idx]), self.labels[idx]
 
     def __len__(self) -> int:
         # A finite "epoch" makes Lightning skip its one-batch prefetch, so the counter saved in a checkpoint
@@ -177,15 +187,22 @@ class RealDataModule(L.LightningDataModule):
         val_fraction: float = 0.0,
         seed: int = 0,
         episode_per_class: int = 0,
+        zca: bool = False,
+        zca_reg: float = 0.1,
     ) -> None:
         super().__init__()
+        if zca_reg <= 0:
+            raise ValueError(f"zca_reg must be > 0 (added to the covariance's eigenvalues), got {zca_reg}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
         self.seed = seed
         self.episode_per_class = episode_per_class
+        self.zca, self.zca_reg = zca, zca_reg
+        self.zca_transform: ZCA | None = None
         self.train_images: torch.Tensor | None = None
         self._loaded = False
+        self._identity: dict[str, Any] | None = None
 
     # Subclasses return (uint8 images NCHW, int64 labels) for "train" and "test".
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
@@ -224,10 +241,43 @@ class RealDataModule(L.LightningDataModule):
         else:
             self.val_images, self.val_labels = self.test_images, self.test_labels
         self.train_images, self.train_labels = train_x, train_y
+        if self.zca:
+            # Fitted on the normalised training images, as MTT/PAD fit kornia's ZCAWhitening.
+            base = Normalizer(self.mean_t, self.std_t)
+            self.zca_transform = ZCA.fit(train_x, self.zca_reg, transform=base)
         self._loaded = True
 
-    def _ds(self, images: torch.Tensor, labels: torch.Tensor) -> TensorBatchDataset:
-        return TensorBatchDataset(images, labels, self.mean_t, self.std_t)
+    @property
+    def normalizer(self) -> Normalizer:
+        """The one uint8 -> network-input map of this data (mean/std, then ZCA when enabled)."""
+        self.setup()
+        return Normalizer(self.mean_t, self.std_t, self.zca_transform)
+
+    def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """What every stage feeds networks: routing all real images here is what keeps ZCA unskippable."""
+        return self.normalizer(images_u8)
+
+    def dataset(self, images: torch.Tensor, labels: torch.Tensor) -> TensorBatchDataset:
+        """A whole-batch dataset of uint8 ``images`` normalised (and whitened) like every other batch."""
+        return TensorBatchDataset(images, labels, normalize=self.normalizer)
+
+    def identity(self) -> dict[str, Any]:
+        """What a synthetic set records about the data it was distilled from, and what pairing compares:
+        the name, class names, normalisation, ZCA and a SHA-256 of the test split's content. The digest is
+        what makes a disguised dataset (Fashion-MNIST files placed as MNIST's) impossible to evaluate
+        against the real one: names and statistics can agree, the test images cannot."""
+        if self._identity is None:
+            self.setup()
+            zca: dict[str, Any] = {}
+            if self.zca_transform is not None:
+                zca = {"reg": self.zca_reg, "fit_sha256": tensor_sha256(self.train_images)}
+            self._identity = {
+                "dataset": dataset_name(self),
+                "class_names": [str(c) for c in self.class_names],
+                "zca": zca,
+                "test_sha256": tensor_sha256(self.test_images, self.test_labels),
+            }
+        return dict(self._identity)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -235,7 +285,7 @@ class RealDataModule(L.LightningDataModule):
             return EpisodeLoader(self.episodes(self.episode_per_class))
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         return batch_loader(
-            self._ds(self.train_images, self.train_labels), self.batch_size, True, self.seed + epoch
+            self.dataset(self.train_images, self.train_labels), self.batch_size, True, self.seed + epoch
         )
 
     def episodes(self, n_per_class: int, seed: int | None = None) -> ClassBalancedEpisodes:
@@ -250,15 +300,16 @@ class RealDataModule(L.LightningDataModule):
             self.std_t,
             seed=self.seed if seed is None else seed,
             rank=rank,
+            normalize=self.normalizer,
         )
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        return batch_loader(self._ds(self.val_images, self.val_labels), self.eval_batch_size, False)
+        return batch_loader(self.dataset(self.val_images, self.val_labels), self.eval_batch_size, False)
 
     def test_dataloader(self) -> DataLoader:
         self.setup()
-        return batch_loader(self._ds(self.test_images, self.test_labels), self.eval_batch_size, False)
+        return batch_loader(self.dataset(self.test_images, self.test_labels), self.eval_batch_size, False)
 
     def describe(self) -> dict[str, Any]:
         """Class counts per split, logged because MHIST is imbalanced and accuracy must be read with them."""

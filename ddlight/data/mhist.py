@@ -145,6 +145,8 @@ class MHISTDataModule(RealDataModule):
             validation runs on the test set, as distillation papers report.
         episode_per_class: if > 0, ``train_dataloader`` serves endless class-balanced episodes of this
             many images per class (what distillers consume) instead of shuffled minibatches.
+        zca, zca_reg: ZCA-whiten every real image (fitted on the normalised training set, kornia's
+            ``eps`` = ``zca_reg``); the field whitens only CIFAR, but any dataset accepts it.
     """
 
     name = "mhist"
@@ -164,8 +166,10 @@ class MHISTDataModule(RealDataModule):
         val_fraction: float = 0.0,
         seed: int = 0,
         episode_per_class: int = 0,
+        zca: bool = False,
+        zca_reg: float = 0.1,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class)
+        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class, zca, zca_reg)
         if image_size < 1:
             raise ValueError(f"MHISTDataModule.image_size must be a positive integer, got {image_size}")
         if not 0 <= min_agreement <= NUM_ANNOTATORS:

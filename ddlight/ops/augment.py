@@ -58,14 +58,17 @@ def strategy_for(dataset_name: str, strategy: str) -> str:
     ``"auto"`` (every stage's default) is the field's strategy without 'flip' for MNIST-like digits: a
     mirrored digit is a different digit (2/5 look alike mirrored, a mirrored 3 or 7 is no digit at all), so
     flipping would teach the synthetic set label noise instead of an invariance. Matched by 'mnist' in the
-    name (MNIST, EMNIST, KMNIST, and FashionMNIST, which shares the digits' recipe). Any other strategy is
+    name (MNIST, EMNIST, KMNIST), except Fashion-MNIST: a mirrored shirt or sandal is still one (its
+    classes are left-right symmetric or appear in both orientations), and the DC/DM reference code flips
+    it, so it keeps flip. SVHN keeps it too, as every reference flips it. Any other strategy is
     applied exactly as written: the reference code (DC/DM/DataDAM) flips every dataset, MNIST included, and
     ``color_crop_cutout_flip_scale_rotate`` reproduces that protocol. The applied strategy, not "auto", is
     what exported sets and results record.
     """
     if strategy.strip().lower() == AUTO:
         ops = parse_strategy(FIELD_STRATEGY)
-        if "mnist" in dataset_name.lower():
+        name = dataset_name.lower()
+        if "mnist" in name and "fashion" not in name:
             ops = tuple(op for op in ops if op != "flip")
     else:
         ops = parse_strategy(strategy)

@@ -120,3 +120,37 @@ def test_truncated_idx_names_the_file(tmp_path):
     msg = str(err.value)
     assert str(raw / "train-images-idx3-ubyte") in msg and "truncated" in msg
     assert "60000 x 28 x 28 uint8 (47,040,016 bytes)" in msg and "1,016 bytes" in msg
+
+
+def test_fashion_mnist_reads_its_idx_files(tmp_path):
+    from ddlight.data import FashionMNISTDataModule
+    from tests.helpers.datasets import class_images, write_fashion_mnist
+
+    write_fashion_mnist(tmp_path, n_train=20, n_test=10)
+    dm = FashionMNISTDataModule(data_dir=str(tmp_path))
+    dm.setup()
+    assert dm.train_images.shape == (20, 1, 28, 28) and dm.train_images.dtype == torch.uint8
+    assert dm.test_labels.tolist() == list(range(10)) and dm.class_names[9] == "Ankle boot"
+    want = torch.from_numpy(class_images(torch.arange(10).numpy(), (28, 28), 1)).unsqueeze(1)
+    assert torch.equal(dm.test_images, want)
+    x, _ = next(iter(dm.test_dataloader()))
+    assert torch.allclose(x, (want.float() / 255 - 0.2861) / 0.3530, atol=1e-6)
+    assert dm.identity()["dataset"] == "fashionmnist"
+
+
+def test_fashion_mnist_missing_truncated_and_no_bundle(tmp_path):
+    from ddlight.data import FashionMNISTDataModule
+    from ddlight.data.idx import IDXFileError
+    from tests.helpers.datasets import write_fashion_mnist
+
+    with pytest.raises(
+        FileNotFoundError, match=r"FashionMNIST files not found: .*FashionMNIST/raw.*download: true"
+    ):
+        FashionMNISTDataModule(data_dir=str(tmp_path)).setup()
+    write_fashion_mnist(tmp_path)
+    img = tmp_path / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
+    img.write_bytes(img.read_bytes()[:-5])
+    with pytest.raises(IDXFileError, match=r"t10k-images-idx3-ubyte: truncated: .*declares 20 x 28 x 28"):
+        FashionMNISTDataModule(data_dir=str(tmp_path)).setup()
+    with pytest.raises(ValueError, match=r"source must be one of \('torchvision',\)"):
+        FashionMNISTDataModule(source="bundled")

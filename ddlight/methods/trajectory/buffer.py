@@ -8,7 +8,6 @@ interrupted run leaves either a listed, complete expert or an unlisted file that
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from enum import IntEnum
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ddlight.artifacts import BUFFER_MANIFEST
+from ddlight.data.zca import tensor_sha256 as tensor_digest  # noqa: F401 - re-exported for experts
 from ddlight.utils.io import atomic_json_dump, atomic_torch_save
 from ddlight.utils.jsonable import jsonable
 
@@ -50,16 +50,6 @@ class Stream(IntEnum):
 def flatten_parameters(net: nn.Module) -> torch.Tensor:
     """All parameters (not buffers) in ``named_parameters`` order as one float32 CPU vector."""
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).to("cpu", torch.float32)
-
-
-def tensor_digest(*tensors: torch.Tensor) -> str:
-    """SHA-256 of the tensors' bytes: ties a buffer and its EL2N scores to the exact training set."""
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().to("cpu").contiguous()
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class ExpertBuffer:
@@ -169,6 +159,19 @@ def check_fits(
         )
     if not -(buf.epochs + 1) <= label_expert_epoch <= buf.epochs:
         raise ValueError(f"label_expert_epoch {label_expert_epoch} outside 0..{buf.epochs} (or -1)")
+
+
+def check_same_data(buf: ExpertBuffer, name: str, zca: dict[str, Any]) -> None:
+    """Refuse experts trained on another dataset or another whitening: matching trajectories of whitened
+    images with an unwhitened set (or the reverse) runs without error and distils nothing."""
+    data = buf.manifest.get("dataset", {})
+    have, want = (data.get("name"), jsonable(data.get("zca", {}))), (name, jsonable(zca))
+    if have[0] is not None and have != want:
+        raise ValueError(
+            f"the experts in {buf.root} were trained on {have[0]!r} with ZCA {have[1] or 'off'}, but PAD's "
+            f"data module is {want[0]!r} with ZCA {want[1] or 'off'}; set data.init_args.zca (and zca_reg) "
+            "as in the experts' run, or train experts for this data"
+        )
 
 
 # ------------------------------------------------------------------------------------------ write side

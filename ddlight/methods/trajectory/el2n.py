@@ -24,7 +24,6 @@ from ddlight.methods.trajectory.buffer import Stream
 from ddlight.methods.trajectory.fiex import shuffled_loader
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA
-from ddlight.utils.classwise import normalize_uint8
 
 
 def el2n(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -37,14 +36,14 @@ def el2n_scores(
     nets: Sequence[nn.Module],
     images: torch.Tensor,
     labels: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int = 1024,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """EL2N of every sample of uint8 ``images`` averaged over ``nets`` (N,), in the images' order.
 
-    Networks are evaluated in eval mode on the un-augmented images, as Paul et al. score them.
+    Networks are evaluated in eval mode on the un-augmented images, as Paul et al. score them;
+    ``normalize`` is the data module's uint8 -> input map (so ZCA applies here too).
     """
     if not nets:
         raise ValueError("el2n_scores needs at least one network")
@@ -58,7 +57,7 @@ def el2n_scores(
         with torch.inference_mode():
             for start in range(0, len(labels), batch_size):
                 sl = slice(start, start + batch_size)
-                x = normalize_uint8(images[sl], mean, std).to(device)
+                x = normalize(images[sl]).to(device)
                 y = labels[sl].to(device)
                 acc = torch.zeros(len(y), device=device)
                 for net in nets:

@@ -13,21 +13,17 @@ batch, parameters recorded at initialisation and after every epoch. Deliberate d
 * PAD/DATM train experts with GSAM (sharpness-aware, from FTD); we keep MTT's plain SGD, which the
   distiller's own student SGD mirrors, and avoid a second optimiser implementation.
 * PAD reads precomputed per-class difficulty orders; we compute EL2N here (see ``el2n``).
-* MNIST uses no ZCA (MTT/PAD whiten only CIFAR) and DSA without flip (``strategy_for``).
+* ZCA as the data module says (MTT/PAD whiten CIFAR only); DSA without flip on digits (``strategy_for``).
 
 Lightning mapping: one Lightning epoch is one epoch of the current expert; the module stops fit itself
-after ``num_experts * epochs``, so ``trainer.max_epochs`` stays unset (-1 beyond Lightning's 1000).
-The buffer itself is the checkpoint:
-experts are written only when complete, and a rerun of the same command trains only the experts the
-manifest lacks, each from the same seed-derived initialisation and batch order it would have had in an
-uninterrupted run; the module stops fit itself (``trainer.should_stop``) after the last missing one.
+(``trainer.should_stop``) after the last missing expert, so ``trainer.max_epochs`` stays unset. The buffer
+is the checkpoint: experts are written only when complete, and a rerun trains only the experts the
+manifest lacks, each from the seed-derived initialisation and batch order of an uninterrupted run.
 
-Lightning always takes the training loader from the datamodule when one is given and has no public
-switch for "the model's loader instead", while the curriculum changes the subset every epoch. So the
-datamodule's loader only paces the epoch: ``on_before_batch_transfer`` puts the curriculum's batch in
-place of each of its batches (before the transfer, so only the curriculum's batch reaches the device),
-and ``on_train_batch_start`` ends the epoch when the curriculum's batches run out. The datamodule's
-epoch is never shorter: it covers the whole training set in batches of the same size.
+Lightning takes the training loader from the datamodule, while the curriculum changes the subset every
+epoch. So the datamodule's loader (the whole set in batches of the same size: never shorter) only paces
+the epoch: ``on_before_batch_transfer`` swaps in the curriculum's batch before the device transfer and
+``on_train_batch_start`` ends the epoch when the curriculum's batches run out.
 """
 
 from __future__ import annotations
@@ -46,7 +42,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ddlight.data.base import TensorBatchDataset, dataset_name
+from ddlight.data.base import dataset_name
 from ddlight.methods.trajectory.buffer import (
     EL2N_FILE,
     FORMAT_VERSION,
@@ -66,7 +62,7 @@ from ddlight.ops.optim import network_sgd
 from ddlight.utils.io import atomic_torch_save
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-DATA_ATTRS = ("train_images", "train_labels", "test_images", "test_labels", "mean_t", "std_t")
+DATA_ATTRS = ("train_images", "train_labels", "test_images", "test_labels", "dataset", "normalize")
 
 
 class Experts(L.LightningModule):
@@ -87,8 +83,7 @@ class Experts(L.LightningModule):
             ``fiex: {init_ratio: 0.75, add_end_epoch: 20, ...}``).
         seed: root of every random stream of the buffer (recorded in the manifest).
 
-    Data: the datamodule must expose in-memory uint8 ``train_images`` / ``train_labels`` /
-    ``test_images`` / ``test_labels``, ``mean_t`` / ``std_t`` and ``batch_size`` (``RealDataModule``).
+    Data: a ``RealDataModule`` (in-memory uint8 splits, its one normalisation with ZCA, ``batch_size``).
     Its own ``train_dataloader`` cannot know the curriculum, so the module serves each epoch's batches
     itself (shuffled, seeded per expert and epoch); ``trainer.limit_train_batches`` still applies, and the
     EL2N networks' epochs honour it too, so a CPU-sized run shortens both alike.
@@ -217,6 +212,8 @@ class Experts(L.LightningModule):
                 "num_train": len(dm.train_labels),
                 "num_classes": int(dm.num_classes),
                 "train_sha256": self.train_digest,
+                # Only when whitened, so buffers written before ZCA existed still resume.
+                **({"zca": dm.identity()["zca"]} if getattr(dm, "zca_transform", None) is not None else {}),
             },
             "seed": hp.seed,
             "recipe": {
@@ -263,7 +260,7 @@ class Experts(L.LightningModule):
         if cached is not None:
             return cached
         nets = []
-        ds = TensorBatchDataset(dm.train_images, dm.train_labels, dm.mean_t, dm.std_t)
+        ds = dm.dataset(dm.train_images, dm.train_labels)
         t0 = time.perf_counter()
         for m in range(hp.el2n_models):
             net = el2n_network(
@@ -283,7 +280,7 @@ class Experts(L.LightningModule):
                 f"[ddlight] EL2N network {m + 1}/{hp.el2n_models} trained ({time.perf_counter() - t0:.0f} s)"
             )
         scores = el2n_scores(
-            nets, dm.train_images, dm.train_labels, dm.mean_t, dm.std_t, dm.eval_batch_size, self.device
+            nets, dm.train_images, dm.train_labels, dm.normalize, dm.eval_batch_size, self.device
         )
         seconds = time.perf_counter() - t0
         atomic_torch_save({**want, "format_version": FORMAT_VERSION, "scores": scores}, path)
@@ -317,7 +314,7 @@ class Experts(L.LightningModule):
     def epoch_loader(self, expert: int, epoch: int) -> DataLoader:
         """``expert``'s loader for its 0-based ``epoch``: the curriculum's subset in a seeded order."""
         dm, hp = self.trainer.datamodule, self.hparams
-        ds = TensorBatchDataset(dm.train_images, dm.train_labels, dm.mean_t, dm.std_t)
+        ds = dm.dataset(dm.train_images, dm.train_labels)
         idx = self.active_indices(epoch)
         self._active = len(idx)
         return shuffled_loader(ds, idx, dm.batch_size, mix_seed(hp.seed, Stream.BATCHES, expert, epoch))

@@ -66,7 +66,7 @@ from torch import nn
 
 from ddlight.data.base import dataset_name
 from ddlight.methods.distiller import Distiller
-from ddlight.methods.trajectory.buffer import ExpertBuffer, check_fits, open_completed
+from ddlight.methods.trajectory.buffer import ExpertBuffer, check_fits, check_same_data, open_completed
 from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, mask_summary
 from ddlight.methods.trajectory.labels import (
     class_typical_labels,
@@ -199,13 +199,15 @@ class PAD(Distiller):
         rank_zero_info(f"[ddlight] PAD: {summary}")
 
     def open_buffer(self) -> ExpertBuffer:
-        hp = self.hparams
-        command = EXPERTS_COMMAND.format(dataset=dataset_name(self.trainer.datamodule))
-        hint = f"create it first with `{command}` (its model.init_args.buffer_dir: {hp.buffer_dir})"
+        hp, dm = self.hparams, self.trainer.datamodule
+        name = dataset_name(dm)
+        command = EXPERTS_COMMAND.format(dataset=name)
+        hint = f"create it first with `{command}` (model.init_args.buffer_dir: {hp.buffer_dir})"
         buf = open_completed(Path(hp.buffer_dir), hint)
         check_fits(
             buf, self._names, self._shapes, hp.max_start_epoch, hp.expert_epochs, hp.label_expert_epoch
         )
+        check_same_data(buf, name, dm.identity()["zca"] if hasattr(dm, "identity") else {})
         return buf
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:

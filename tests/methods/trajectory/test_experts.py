@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ddlight.cli import DDLightCLI
+from ddlight.data.zca import Normalizer
 from ddlight.methods.trajectory import (
     FIEX,
     ExpertBuffer,
@@ -151,7 +152,7 @@ def test_el2n_matches_hand_computation():
     nets = [constant([0.0, 0.0]), constant([math.log(3.0), 0.0])]
     images = torch.randint(0, 255, (5, 1, 2, 2), dtype=torch.uint8)
     ys = torch.tensor([0, 1, 0, 1, 0])
-    got = el2n_scores(nets, images, ys, torch.tensor([0.5]), torch.tensor([0.25]), batch_size=2)
+    got = el2n_scores(nets, images, ys, Normalizer(torch.tensor([0.5]), torch.tensor([0.25])), batch_size=2)
     per_label = {0: (math.sqrt(0.5) + math.sqrt(0.125)) / 2, 1: (math.sqrt(0.5) + math.sqrt(1.125)) / 2}
     torch.testing.assert_close(got, torch.tensor([per_label[int(y)] for y in ys]))
 

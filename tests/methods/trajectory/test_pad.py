@@ -266,6 +266,19 @@ def test_wrong_net_or_window_is_refused(buffer_dir, tmp_path):
         make_pad(buffer_dir, init="kcenter")
 
 
+def test_experts_of_other_whitening_are_refused(buffer_dir, tmp_path):
+    """The buffer was trained on un-whitened TinyDigits; a ZCA data module must not match against it."""
+    whitened = TinyDigits()
+    whitened.zca = True
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False)
+    with pytest.raises(
+        ValueError,
+        match=r"trained on 'tinydigits' with ZCA off, but PAD's data module is "
+        r"'tinydigits' with ZCA \{'reg': 0.1",
+    ):
+        trainer.fit(make_pad(buffer_dir, export_dir=str(tmp_path)), datamodule=whitened)
+
+
 def test_start_epoch_window_grows(tmp_path):
     model = PAD(
         tiny_net(),

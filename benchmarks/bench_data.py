@@ -1,0 +1,34 @@
+"""The data the benchmarks run on: real MNIST from ../shared/data, or a generated CIFAR-10-shaped set
+(50,000 train / 10,000 test uint8 images of 3 x 32 x 32, 10 classes) served by ``CIFAR10DataModule`` itself,
+so that every cost of a CIFAR-10 run but reading the pickles is measured without the real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ddlight.data import CIFAR10DataModule, MNISTDataModule
+from ddlight.data.base import RealDataModule
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATASETS = ("mnist", "cifar10-generated")
+
+
+class GeneratedCIFAR10(CIFAR10DataModule):
+    """CIFAR-10's shape, normalisation and names; seeded random pixels with a per-class brightness."""
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        n = 50_000 if split == "train" else 10_000
+        gen = torch.Generator().manual_seed(0 if split == "train" else 1)
+        labels = torch.arange(n) % 10
+        images = torch.randint(0, 200, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)
+        return images + (5 * labels).to(torch.uint8).view(-1, 1, 1, 1), labels
+
+
+def make_datamodule(name: str, **kwargs) -> RealDataModule:
+    if name == "mnist":
+        return MNISTDataModule(data_dir=str(DATA), **kwargs)
+    if name == "cifar10-generated":
+        return GeneratedCIFAR10(**kwargs)
+    raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
