@@ -13,9 +13,12 @@ from tests.helpers import ROOT
 from tests.helpers.cli_args import QUIET
 
 
-def fit_on_two_ranks(config: Path, out_dir: Path, *extra: str) -> tuple[dict, dict]:
-    """``python -m ddlight fit --config config *extra`` on 2 CPU ranks; each rank's record (images it ended
-    with, first batches it saw, world size, pid). A hang fails on the timeout, not by stalling the suite."""
+def run_two_ranks(
+    config: Path, out_dir: Path, *extra: str, quiet: bool = True
+) -> subprocess.CompletedProcess:
+    """``python -m ddlight fit --config config *extra`` on 2 CPU ranks, each dumping its record into
+    ``out_dir``; ``quiet=False`` keeps the config's logger and checkpoints. A hang fails on the timeout,
+    not by stalling the suite."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(
         [
@@ -32,7 +35,7 @@ def fit_on_two_ranks(config: Path, out_dir: Path, *extra: str) -> tuple[dict, di
             "cpu",
             "--trainer.devices",
             "2",
-            *QUIET,
+            *(QUIET if quiet else ("--trainer.enable_progress_bar", "false")),
             "--trainer.callbacks+=tests.helpers.probes.RecordRanks",
             f"--trainer.callbacks.out_dir={out_dir}",
         ],
@@ -43,4 +46,14 @@ def fit_on_two_ranks(config: Path, out_dir: Path, *extra: str) -> tuple[dict, di
         timeout=240,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def rank_records(out_dir: Path) -> tuple[dict, dict]:
+    """Each rank's record (images it ended with, first batches it saw, world size, pid)."""
     return torch.load(out_dir / "rank0.pt"), torch.load(out_dir / "rank1.pt")
+
+
+def fit_on_two_ranks(config: Path, out_dir: Path, *extra: str) -> tuple[dict, dict]:
+    run_two_ranks(config, out_dir, *extra)
+    return rank_records(out_dir)

@@ -1,6 +1,4 @@
 import os
-import subprocess
-import sys
 
 import lightning as L
 import pytest
@@ -14,6 +12,7 @@ from ddlight.ops.attention import class_means, mean_matching_loss, spatial_atten
 from tests.helpers import ROOT
 from tests.helpers.builders import small_model
 from tests.helpers.cli_args import QUIET, TINY_DATADAM
+from tests.helpers.ddp import rank_records, run_two_ranks
 
 CONFIGS = ROOT / "configs"
 
@@ -220,45 +219,23 @@ def test_ddp_two_ranks_keep_identical_images(tmp_path):
     """The shipped config as the README runs it under DDP: no export_dir (so the export path comes from
     the logger, a broadcast), a logger and periodic checkpoints. It used to hang forever after the last
     step: rank 0 entered that broadcast from rank-zero-only export code."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ddlight",
-            "fit",
-            "--config",
-            str(CONFIGS / "mnist" / "datadam.yaml"),
-            *TINY_DATADAM,
-            "--model.init_args.lr_img",
-            "10",
-            "--model.init_args.grid_every",
-            "0",
-            "--model.init_args.checkpoint_every",
-            "2",
-            "--trainer.max_steps",
-            "4",
-            "--trainer.strategy",
-            "ddp",
-            "--trainer.accelerator",
-            "cpu",
-            "--trainer.devices",
-            "2",
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path / "logs"),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.callbacks+=tests.helpers.probes.RecordRanks",
-            f"--trainer.callbacks.out_dir={tmp_path}",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,  # a hang fails here instead of stalling the suite
+    out = run_two_ranks(
+        CONFIGS / "mnist" / "datadam.yaml",
+        tmp_path,
+        *TINY_DATADAM,
+        "--model.init_args.lr_img",
+        "10",
+        "--model.init_args.grid_every",
+        "0",
+        "--model.init_args.checkpoint_every",
+        "2",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "logs"),
+        quiet=False,  # the logger and checkpoints are what this test is about
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    r0, r1 = rank_records(tmp_path)
     assert r0["world_size"] == 2 and r0["pid"] != r1["pid"]
     assert torch.equal(r0["images"], r1["images"])
     assert not torch.equal(r0["batches"], r1["batches"])
