@@ -228,7 +228,6 @@ class DC(Distiller):
 
     def apply_update(self, opt: Any, losses: dict[str, torch.Tensor]) -> None:
         opt.step()
-        if (
-            self._position < self.outer_loop - 1
-        ):  # the reference trains no network after a network's last update
+        # The reference trains no network after a network's last update (it is re-drawn next step).
+        if self._position < self.outer_loop - 1:
             self.train_network()
