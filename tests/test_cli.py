@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from ddlight.cli import DDLightCLI
+from ddlight.cli import DDLightCLI, main
 from tests.helpers import ROOT
 
 CONFIGS = ROOT / "configs"
@@ -18,21 +18,29 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_print_config_round_trip(tmp_path):
-    first = run_cli(
-        "fit", "--config", str(CONFIGS / "mnist" / "baseline.yaml"), "--print_config", cwd=tmp_path
+def cli_exit(args: list[str], capsys) -> tuple[int, str, str]:
+    """``python -m ddlight <args>`` in this process: its exit code, stdout and stderr. One subprocess test
+    below checks that the real command line behaves the same."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    out = capsys.readouterr()
+    return stop.value.code or 0, out.out, out.err
+
+
+def test_print_config_round_trip(tmp_path, capsys):
+    code, printed, err = cli_exit(
+        ["fit", "--config", str(CONFIGS / "mnist" / "baseline.yaml"), "--print_config"], capsys
     )
-    assert first.returncode == 0, first.stderr
-    cfg = yaml.safe_load(first.stdout)
+    assert code == 0, err
+    cfg = yaml.safe_load(printed)
     assert cfg["model"]["class_path"] == "ddlight.methods.Baseline"
     assert cfg["model"]["init_args"]["net"]["init_args"]["width"] == 128
     assert cfg["seed_everything"] == 0
     saved = tmp_path / "printed.yaml"
-    saved.write_text(first.stdout)
-    second = run_cli("fit", "--config", str(saved), "--print_config", cwd=tmp_path)
-    assert second.returncode == 0, second.stderr
-    assert yaml.safe_load(second.stdout) == cfg
+    saved.write_text(printed)
+    code, again, err = cli_exit(["fit", "--config", str(saved), "--print_config"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load(again) == cfg
 
 
 def test_one_flag_swaps_the_model(tmp_path):
@@ -52,13 +60,12 @@ def test_one_flag_swaps_the_model(tmp_path):
     assert isinstance(cli.model.net, MLP)
 
 
-@pytest.mark.slow
-def test_bad_config_exits_nonzero_with_message(tmp_path):
+def test_bad_config_exits_nonzero_with_message(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  class_path: ddlight.methods.Baseline\n  init_args:\n    lr: fast\n")
-    out = run_cli("fit", "--config", str(bad), cwd=tmp_path)
-    assert out.returncode != 0
-    assert "lr" in out.stderr
+    code, _, err = cli_exit(["fit", "--config", str(bad)], capsys)
+    assert code != 0
+    assert "lr" in err
 
 
 @pytest.mark.slow
@@ -120,15 +127,14 @@ def test_fit_fast_dev_run_mhist_fixture(tmp_path):
     assert cli.datamodule.train_images.shape[1:] == (3, 224, 224)
 
 
-@pytest.mark.slow
-def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path):
+def test_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
     bad = tmp_path / "broken.yaml"
     bad.write_text(
         "model:\n  class_path: ddlight.methods.Baseline\n  init_args:\n    lr: 0.1\n   momentum: 0.9\n"
     )
-    out = run_cli("fit", "--config", str(bad), cwd=tmp_path)
-    assert out.returncode != 0
-    assert f"config file {bad}: YAML syntax error at line 5, column 4" in out.stderr
+    code, _, err = cli_exit(["fit", "--config", str(bad)], capsys)
+    assert code != 0
+    assert f"config file {bad}: YAML syntax error at line 5, column 4" in err
 
 
 @pytest.mark.slow

@@ -21,7 +21,10 @@ class VGG11(nn.Module):
         num_classes: int = 10,
         norm: str = "instancenorm",
         im_size: int | Sequence[int] = 28,
+        width: int = 64,
     ) -> None:
+        """``width`` is the first block's channels (64 in VGG and DC); later blocks keep VGG's 1:2:4:8
+        ratios. Narrow widths serve smoke tests and cheap cross-architecture probes."""
         super().__init__()
         h, w = as_size(im_size)
         if min(h, w) < 32 and (h, w) != (28, 28):
@@ -31,6 +34,7 @@ class VGG11(nn.Module):
         in_ch, first = channel, True
         h, w = (32, 32) if pad_first == 3 else (h, w)
         for v in _CFG11:
+            v = v if v == "M" else v * width // 64
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
                 h, w = h // 2, w // 2
@@ -42,8 +46,8 @@ class VGG11(nn.Module):
             ]
             in_ch, first = v, False
         self.features = nn.Sequential(*layers)
-        self.embed_dim = 512
-        self.classifier = nn.Linear(512, num_classes)
+        self.embed_dim = in_ch
+        self.classifier = nn.Linear(in_ch, num_classes)
         self.num_classes = num_classes
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ command recorded is the one a user would type.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import io
@@ -40,9 +41,27 @@ MARKER = "stage.json"
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 
 
+@functools.cache
+def stage_module(config: str, class_flags: tuple[str, ...]) -> type:
+    """The module class a stage config (plus any flags that re-select it) names. Memoised: a report
+    asks it of every stage, and each parse costs a LightningCLI (~0.3 s); configs do not change while
+    one report runs."""
+    return module_class(parse_config(["--config", config, *class_flags]))
+
+
+def class_flags(args: Sequence[str]) -> tuple[str, ...]:
+    """The flags among ``args`` that can change the module's class (``--model`` or
+    ``--model.class_path``, each followed by its value); no other flag can."""
+    picked: list[str] = []
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag in ("--model", "--model.class_path"):
+            picked += [flag, value]
+    return tuple(picked)
+
+
 def output_arg(stage: Stage) -> str:
     """The init arg of the stage's module that says where it writes, read from the parsed config."""
-    cls = module_class(parse_config(["--config", str(stage.config), *stage.args]))
+    cls = stage_module(str(Path(stage.config).resolve()), class_flags(stage.args))
     name = getattr(cls, OUTPUT_ARG_ATTR, None)
     if name is None:
         raise ValueError(

@@ -28,6 +28,7 @@ initialisations), ``cross_arch_net`` (per network, init_args to change), ``ipcs`
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,12 @@ def budget_for(spec: dict[str, Any], budget: str, dataset: str) -> dict[str, Any
 
 def config_ipc(config: str) -> int:
     """The IPC the config runs with, defaults included (the parsed config, not the YAML text)."""
+    return _config_ipc(str(Path(config).resolve()))
+
+
+@functools.cache
+def _config_ipc(config: str) -> int:
+    # Memoised for the reason given in ddlight.report.runner.stage_module.
     return int(parse_config(["--config", config]).model.init_args.ipc)
 
 

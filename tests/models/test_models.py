@@ -95,3 +95,17 @@ def test_every_net_takes_the_data_shape(cls):
 def test_vgg_refuses_images_its_pools_would_erase():
     with pytest.raises(ValueError, match="at least 32x32 images"):
         VGG11(im_size=12)
+
+
+def test_vgg_and_alexnet_width_scales_every_conv_and_defaults_to_dc_channels():
+    def conv_channels(net):
+        return [m.out_channels for m in net.features if isinstance(m, torch.nn.Conv2d)]
+
+    # DC's VGG11 and AlexNet channel lists, as in its networks.py
+    assert conv_channels(VGG11()) == [64, 128, 256, 256, 512, 512, 512, 512]
+    assert conv_channels(AlexNet()) == [128, 192, 256, 192, 192]
+    assert conv_channels(VGG11(width=8)) == [8, 16, 32, 32, 64, 64, 64, 64]
+    assert conv_channels(AlexNet(width=8)) == [8, 12, 16, 12, 12]
+    x = torch.randn(2, 1, 28, 28)
+    for net in (VGG11(width=8), AlexNet(width=8)):
+        assert net.embed(x).shape == (2, net.embed_dim) and net(x).shape == (2, 10)
