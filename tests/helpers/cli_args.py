@@ -35,3 +35,20 @@ TINY_DATADAM = (
     "--model.init_args.net.init_args.width",
     "8",
 )
+
+# A trajectory-matching config (pad.yaml, datm.yaml) shrunk to TINY_DIGITS_NET and the two-expert,
+# three-epoch buffer of tests.helpers.trajectory: IPC 2, 3 student steps matching 1 expert epoch, start
+# epochs in [0, 2) growing from [0, 1).
+TINY_TRAJECTORY = (
+    *TINY_DIGITS_NET,
+    "--model.init_args.ipc",
+    "2",
+    "--model.init_args.syn_steps",
+    "3",
+    "--model.init_args.expert_epochs",
+    "1",
+    "--model.init_args.max_start_epoch",
+    "2",
+    "--model.init_args.current_max_start_epoch",
+    "1",
+)

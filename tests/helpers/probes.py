@@ -22,6 +22,12 @@ class RecordRanks(L.Callback):
         torch.save(
             {
                 "images": pl_module.images.detach().clone(),
+                # what else a method learns (trajectory matching's soft labels and student rate)
+                "learned": {
+                    n: p.detach().clone()
+                    for n, p in pl_module.named_parameters()
+                    if n != "images" and p.requires_grad
+                },
                 "batches": torch.stack(self.batches),
                 "world_size": trainer.world_size,
                 "pid": os.getpid(),

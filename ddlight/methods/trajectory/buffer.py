@@ -1,9 +1,10 @@
-"""The expert buffer on disk: the contract between PAD's two stages.
+"""The expert buffer on disk: the contract between trajectory matching's two stages.
 
 Stage 1 (:class:`~ddlight.methods.trajectory.experts.Experts`) writes it, stage 2
-(:class:`~ddlight.methods.trajectory.pad.PAD`) reads it. The buffer itself is the checkpoint of stage 1:
-an expert is written only when complete, the trajectory before the manifest entry that lists it, so an
-interrupted run leaves either a listed, complete expert or an unlisted file that the rerun overwrites.
+(:class:`~ddlight.methods.trajectory.core.TrajectoryMatching`: MTT, DATM, PAD) reads it. The buffer
+itself is the checkpoint of stage 1: an expert is written only when complete, the trajectory before the
+manifest entry that lists it, so an interrupted run leaves either a listed, complete expert or an unlisted
+file that the rerun overwrites.
 """
 
 from __future__ import annotations

@@ -26,58 +26,15 @@ from ddlight.methods.trajectory import (
 from ddlight.models import ConvNet
 from ddlight.ops.losses import matching_loss
 from tests.helpers import ROOT
-from tests.helpers.builders import TinyDigits, make_experts, make_trainer, tiny_net
-from tests.helpers.cli_args import QUIET, TINY_DIGITS_NET
+from tests.helpers.builders import TinyDigits, tiny_net
+from tests.helpers.cli_args import QUIET, TINY_TRAJECTORY
+from tests.helpers.trajectory import fit, make_method, plan_of
 
 CONFIGS = ROOT / "configs"
 
 
-@pytest.fixture(scope="module")
-def buffer_dir(tmp_path_factory) -> Path:
-    """Two experts x 3 epochs of 3 batches at lr 0.05, which classify the test split perfectly (no
-    curriculum: EL2N is tested in test_experts)."""
-    root = tmp_path_factory.mktemp("pad_buffer")
-    make_trainer(6, root).fit(make_experts(root / "buf", scheduler=False, lr=0.05), datamodule=TinyDigits())
-    return root / "buf"
-
-
 def make_pad(buffer_dir: Path, **kw) -> PAD:
-    args = dict(
-        buffer_dir=str(buffer_dir),
-        ipc=2,
-        syn_steps=4,
-        expert_epochs=1,
-        max_start_epoch=2,
-        batch_syn=4,
-        lr_img=10.0,
-        lr_label=1.0,
-        lr_lr=1e-4,
-        lr_teacher_init=0.05,
-        loss_threshold=None,
-        dsa_strategy="none",
-        grid_every=0,
-    )
-    args.update(kw)
-    return PAD(tiny_net(), **args)
-
-
-def fit(model: PAD, steps: int, root: Path, ckpt_path: Path | None = None) -> L.Trainer:
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(root),
-    )
-    # weights_only=False: outside the CLI the hparams hold the ConvNet object itself (our own file).
-    trainer.fit(model, datamodule=TinyDigits(), ckpt_path=ckpt_path, weights_only=False)
-    return trainer
-
-
-def plan_of(model: PAD, step: int = 0):
-    return model.plan(step, torch.Generator().manual_seed(1234 + step))
+    return make_method(PAD, buffer_dir, **{"lr_label": 1.0, "loss_threshold": None, **kw})
 
 
 # ------------------------------------------------------------------------------------------ pure parts
@@ -181,7 +138,7 @@ def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
     learned = [p for p in (model.images, model.label_logits, model.syn_lr) if p is not None]
     results = []
     for segments in (0, 2):
-        model.hparams.checkpoint_segments = segments
+        model.settings.checkpoint_segments = segments
         for p in learned:
             p.grad = None
         loss, graph_mb = model.iteration_loss(plan)
@@ -289,7 +246,7 @@ def test_start_epoch_window_grows(tmp_path):
         max_start_epoch_growth_steps=1000,
     )
     assert [model.max_start_bound(s) for s in (0, 99, 100, 500, 1000, 5000)] == [10, 10, 11, 15, 20, 20]
-    model.hparams.max_start_epoch_growth_steps = 0
+    model.settings.max_start_epoch_growth_steps = 0
     assert model.max_start_bound(0) == 20
 
 
@@ -350,17 +307,7 @@ def test_cli_distils_from_a_buffer(buffer_dir, tmp_path, monkeypatch):
             "fit",
             "--config",
             str(CONFIGS / "mnist" / "pad.yaml"),
-            *TINY_DIGITS_NET,
-            "--model.init_args.ipc",
-            "2",
-            "--model.init_args.syn_steps",
-            "3",
-            "--model.init_args.expert_epochs",
-            "1",
-            "--model.init_args.max_start_epoch",
-            "2",
-            "--model.init_args.current_max_start_epoch",
-            "1",
+            *TINY_TRAJECTORY,
             "--model.init_args.checkpoint_segments",
             "2",
             "--model.init_args.export_dir",
