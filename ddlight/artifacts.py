@@ -27,6 +27,7 @@ RES_SCHEDULE = "schedule"
 RES_MEAN = "mean"
 RES_STD = "std"
 RES_SECONDS_PER_RUN = "train_seconds_per_run"
+RES_LABELS = "labels"  # "soft" or "hard": what the runs trained on
 
 # Keys of a synthetic set's ``extra`` dict that the report reads.
 EXTRA_DISTILL_SECONDS = "distill_seconds"
@@ -40,6 +41,7 @@ OUTPUT_ARG_ATTR = "OUTPUT_ARG"
 TAG_DISTILL_LOSS = "distill/loss"
 TAG_TEST_ACC = "test/acc"  # the baseline's test accuracy
 TAG_DISTILL_SECONDS = "time/distill_seconds"
+TAG_PEAK_MB = "memory/peak_mb"  # process peak so far: CUDA allocator on a GPU, resident set on CPU
 TAG_TRAIN_SECONDS = "time/train_seconds"
 TAG_PARAMS = "model/params"
 TAG_MACS = "model/macs_fvcore"  # fvcore counts a multiply-add as one "flop": these are MACs

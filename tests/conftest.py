@@ -23,3 +23,26 @@ def _threads():
 
     # DDLIGHT_TEST_THREADS=1 lets tests run beside a benchmark without fighting it for both cores.
     torch.set_num_threads(int(os.environ.get("DDLIGHT_TEST_THREADS", "2")))
+
+
+@pytest.fixture(scope="session")
+def family_ddp_records(tmp_path_factory) -> dict:
+    """DM, DSA and DATM (one method per family base) each fitted 3 steps on two DDP ranks, all in one
+    launch (tests/helpers/ddp.fit_many_on_two_ranks); per method, the two ranks' records."""
+    from tests.helpers import ROOT
+    from tests.helpers.cli_args import SHORT_DSA, TINY_DATADAM, TINY_TRAJECTORY
+    from tests.helpers.ddp import fit_many_on_two_ranks
+    from tests.helpers.trajectory import write_buffer
+
+    root = tmp_path_factory.mktemp("family_ddp")
+    configs = ROOT / "configs" / "mnist"
+    short = ("--model.init_args.grid_every", "0", "--trainer.max_steps", "3")
+    # the tiny buffer, and no loss threshold: every step updates the set
+    buffer = ("--model.init_args.buffer_dir", str(write_buffer(root)), "--model.init_args.loss_threshold")
+    runs = {
+        "dm": (configs / "dm.yaml", (*TINY_DATADAM, *short)),
+        "dsa": (configs / "dc.yaml", (*TINY_DATADAM, *SHORT_DSA, *short)),
+        "datm": (configs / "datm.yaml", (*TINY_TRAJECTORY, *buffer, "null", *short)),
+    }
+    runs = {k: (c, (*f, "--model.init_args.export_dir", str(root / k / "out"))) for k, (c, f) in runs.items()}
+    return fit_many_on_two_ranks(runs, root)

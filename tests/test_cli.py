@@ -6,8 +6,9 @@ import pytest
 import torch
 import yaml
 
-from ddlight.cli import DDLightCLI, main
+from ddlight.cli import DDLightCLI
 from tests.helpers import ROOT
+from tests.helpers.runs import cli_exit
 
 CONFIGS = ROOT / "configs"
 
@@ -16,15 +17,6 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ddlight", *args], cwd=cwd, capture_output=True, text=True, timeout=600
     )
-
-
-def cli_exit(args: list[str], capsys) -> tuple[int, str, str]:
-    """``python -m ddlight <args>`` in this process: its exit code, stdout and stderr. One subprocess test
-    below checks that the real command line behaves the same."""
-    with pytest.raises(SystemExit) as stop:
-        main(args)
-    out = capsys.readouterr()
-    return stop.value.code or 0, out.out, out.err
 
 
 def test_print_config_round_trip(tmp_path, capsys):

@@ -8,6 +8,7 @@ before anything runs: dataset name, class names and count, channels, image size,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +34,22 @@ class SyntheticDataModule(L.LightningDataModule):
 
     The set is checked against ``real`` up front because a set distilled from another dataset or with
     other normalisation would still train, and only produce quietly meaningless accuracies.
+
+    ``labels``: ``saved`` trains on the labels as saved (soft logits for DATM/PAD sets); ``hard`` on their
+    argmax, the protocol that compares every method's images on equal terms (a hard-label set is the same
+    under both).
     """
 
-    def __init__(self, path: str, real: RealDataModule, batch_size: int = 256, seed: int = 0) -> None:
+    LABELS = ("saved", "hard")
+
+    def __init__(
+        self, path: str, real: RealDataModule, batch_size: int = 256, seed: int = 0, labels: str = "saved"
+    ) -> None:
         super().__init__()
+        if labels not in self.LABELS:
+            raise ValueError(f"SyntheticDataModule.labels must be one of {self.LABELS}, got {labels!r}")
         self.save_hyperparameters()
+        self.labels = labels
         self.path = path
         self.real = real
         self.batch_size = batch_size
@@ -50,6 +62,8 @@ class SyntheticDataModule(L.LightningDataModule):
         syn = SyntheticSet.load(self.path)
         self.real.setup()
         self._check_matches(syn)
+        if self.labels == "hard" and syn.is_soft:
+            syn = dataclasses.replace(syn, labels=syn.labels.argmax(1))
         self._synthetic = syn
 
     def _check_matches(self, syn: SyntheticSet) -> None:

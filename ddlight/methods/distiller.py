@@ -26,6 +26,7 @@ from ddlight.artifacts import (
     SYNTHETIC_FILE,
     TAG_DISTILL_SECONDS,
     TAG_GRID,
+    TAG_PEAK_MB,
 )
 from ddlight.data.base import dataset_name
 from ddlight.data.synthetic import SyntheticSet
@@ -34,6 +35,7 @@ from ddlight.models.init import mix_seed, reinitialize
 from ddlight.utils.classwise import class_index, sample_per_class
 from ddlight.utils.io import point_link
 from ddlight.utils.jsonable import jsonable
+from ddlight.utils.memory import peak_memory_mb, reset_peak_memory
 
 INITS = ("real", "noise", "kcenter")
 # The init argument that sets each optimizer parameter group's learning rate, named in divergence errors.
@@ -91,6 +93,11 @@ class Distiller(L.LightningModule):
         self._latest_link: Path | None = None
 
     # ----------------------------------------------------------------------------------------- set up
+    def on_fit_start(self) -> None:
+        # memory/peak_mb then measures this run (data and set already in memory), not what the process
+        # held before it (the report runs stages in one process).
+        reset_peak_memory(self.device)
+
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
         if dm is None or not hasattr(dm, "train_images"):
@@ -359,6 +366,7 @@ class Distiller(L.LightningModule):
         self.distill_seconds += time.perf_counter() - t0
         self.log_dict({f"distill/{k}": v.detach() for k, v in losses.items()} | self.extra_logs(losses))
         self.log(TAG_DISTILL_SECONDS, self.distill_seconds)
+        self.log(TAG_PEAK_MB, peak_memory_mb(self.device))  # a counter read: no device sync
         self.log("distill/loss_bar", losses["loss"].detach(), prog_bar=True, logger=False)
         self.maybe_log_grid()
         return losses["loss"].detach()

@@ -33,6 +33,7 @@ from torch import nn
 from ddlight.artifacts import (
     RES_ARCHITECTURE,
     RES_EPOCHS,
+    RES_LABELS,
     RES_MEAN,
     RES_NUM_RUNS,
     RES_SCHEDULE,
@@ -126,6 +127,7 @@ class SyntheticEvaluator(L.LightningModule):
         self._dsa_gen: torch.Generator | None = None
         self.trend = LossTrend()
         self._label_floor = 0.0
+        self._labels_kind = "hard"
         self._partial = ""
 
     # ----------------------------------------------------------------------------- shared pieces
@@ -139,6 +141,7 @@ class SyntheticEvaluator(L.LightningModule):
         hp = self.hparams
         self.trend = LossTrend()
         self._label_floor = label_entropy(labels) if labels is not None else 0.0
+        self._labels_kind = "soft" if labels is not None and labels.dim() == 2 else "hard"
         self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
         self.dsa_op = DSA(strategy_for(dataset_name, hp.dsa_strategy)) if hp.dsa else None
         self._dsa_gen = torch.Generator().manual_seed(mix_seed(hp.seed, 4))
@@ -168,6 +171,7 @@ class SyntheticEvaluator(L.LightningModule):
             RES_NUM_RUNS: hp.num_runs,
             RES_EPOCHS: hp.epochs,
             RES_SCHEDULE: hp.schedule,
+            RES_LABELS: self._labels_kind,
             "lr": self.base_lr,
             "lr_source": "learned syn_lr" if hp.lr == LEARNED else "config",
             "dsa": hp.dsa,

@@ -21,6 +21,7 @@ import yaml
 
 from ddlight.report import dcbench
 from ddlight.report.figures import FIGURES
+from ddlight.report.methods_table import methods_table
 from ddlight.report.outputs import saved_config
 from ddlight.report.runner import Runner
 from ddlight.report.study import DatasetPlan, DatasetResults, budget_for, load_spec
@@ -227,6 +228,11 @@ def _body(spec: dict[str, Any], results: list[DatasetResults], led: Ledger, out_
             lambda r: f"Table VII ({r.title}): accuracy and training time vs IPC",
             lambda r: r.sweep is not None,
             lambda r: table_vii(led, r, refs),
+        ),
+        (
+            lambda r: f"Methods ({r.title}): every method at every IPC under one protocol",
+            lambda r: r.comparison is not None and bool(r.comparison.rows),
+            lambda r: methods_table(led, r),
         ),
         (
             lambda r: f"Lossless IPC search ({r.title})",

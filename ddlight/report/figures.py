@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ddlight.report.compare import COMPARE  # noqa: E402
 from ddlight.report.study import STUDY, DatasetResults  # noqa: E402
 from ddlight.report.tables import method_title  # noqa: E402
 from ddlight.utils.io import atomic_path  # noqa: E402
@@ -26,14 +27,21 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def _study_sets(r: DatasetResults) -> dict:
+    """The Tables' sets; the Methods section's (``compare-...``) have their own table, not these panels."""
+    return {k: s for k, s in r.sets.items() if not k.startswith(f"{COMPARE}-")}
+
+
 def _title(key: str) -> str:
-    method, init, ipc = key.split("-")
-    return f"{method_title(method)}, {init} init, IPC {ipc[3:]}"
+    section = key.startswith(f"{COMPARE}-")
+    method, init, ipc = key.removeprefix(f"{COMPARE}-").split("-")
+    return f"{method_title(method)}, {init} init, IPC {ipc[3:]}" + (" (Methods)" if section else "")
 
 
 def grids(r: DatasetResults, path: Path) -> Path | None:
     """One panel per distilled set: the distiller's own grid.png (one row per class)."""
-    keys = [k for k in r.sets if r.sets[k].grid.is_file()]
+    sets = _study_sets(r)
+    keys = [k for k in sets if sets[k].grid.is_file()]
     if not keys:
         return None
     cols = min(3, len(keys))
@@ -50,21 +58,22 @@ def grids(r: DatasetResults, path: Path) -> Path | None:
 
 def loss_curves(r: DatasetResults, path: Path) -> Path | None:
     """Distillation loss per logged step, one panel per method (their losses are not comparable)."""
-    methods = sorted({k.split("-")[0] for k, s in r.sets.items() if s.loss})
+    sets = _study_sets(r)
+    methods = sorted({k.split("-")[0] for k, s in sets.items() if s.loss})
     if not methods:
         return None
     fig, axes = plt.subplots(
         1, len(methods), figsize=(5.5 * len(methods), 4), squeeze=False, layout="constrained"
     )
     for ax, method in zip(axes.flat, methods, strict=True):
-        for key, s in r.sets.items():
+        for key, s in sets.items():
             if key.startswith(f"{method}-") and s.loss:
                 steps, values = zip(*s.loss, strict=True)
                 ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=_title(key))
         ax.set_title(f"{method_title(method)}: distill/loss")
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
-        if all(v > 0 for s in r.sets.values() for _, v in s.loss):
+        if all(v > 0 for s in sets.values() for _, v in s.loss):
             ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.suptitle(f"{r.title}: distillation loss curves")

@@ -33,6 +33,7 @@ from ddlight.artifacts import (
     TAG_DISTILL_LOSS,
     TAG_MACS,
     TAG_PARAMS,
+    TAG_PEAK_MB,
     TAG_TEST_ACC,
     TAG_TRAIN_SECONDS,
 )
@@ -160,6 +161,8 @@ class DistillOut:
     distill_seconds: Measured
     loss: list[tuple[int, float]]
     loss_source: str
+    steps: Measured | None = None  # the iteration count as a Measured (a denominator of per-step costs)
+    peak_mb: Measured | None = None  # the process's peak memory at the last logged step
 
 
 def read_distill(stage_dir: str | Path) -> DistillOut:
@@ -181,4 +184,6 @@ def read_distill(stage_dir: str | Path) -> DistillOut:
         ),
         loss=scalars(tb).get(TAG_DISTILL_LOSS, []),
         loss_source=f"{tb}::{TAG_DISTILL_LOSS}",
+        steps=Measured(float(syn.iteration), str(path), "iteration"),
+        peak_mb=last_scalar(tb, TAG_PEAK_MB) if TAG_PEAK_MB in scalars(tb) else None,  # older runs: none
     )

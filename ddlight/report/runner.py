@@ -42,11 +42,16 @@ QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 
 
 @functools.cache
+def config_alone(config: str, class_flags: tuple[str, ...] = ()) -> Any:
+    """The parsed config of a stage YAML (resolved path) with only the flags that can re-select its
+    module class. Memoised: a report asks every stage's module class and IPC, each parse costs a
+    LightningCLI (~0.25 s), and configs do not change while one report runs. Read it, do not modify it."""
+    return parse_config(["--config", config, *class_flags])
+
+
 def stage_module(config: str, class_flags: tuple[str, ...]) -> type:
-    """The module class a stage config (plus any flags that re-select it) names. Memoised: a report
-    asks it of every stage, and each parse costs a LightningCLI (~0.3 s); configs do not change while
-    one report runs."""
-    return module_class(parse_config(["--config", config, *class_flags]))
+    """The module class a stage config (plus any flags that re-select it) names."""
+    return module_class(config_alone(config, class_flags))
 
 
 def class_flags(args: Sequence[str]) -> tuple[str, ...]:

@@ -28,7 +28,6 @@ initialisations), ``cross_arch_net`` (per network, init_args to change), ``ipcs`
 from __future__ import annotations
 
 import copy
-import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 import yaml
 
 from ddlight.artifacts import STAGE_BUFFER_DIR, SYNTHETIC_FILE
-from ddlight.cli import parse_config
+from ddlight.report.compare import Comparison, compare_tasks, comparison, is_compare_role
 from ddlight.report.ipc_search import SearchResult, Target, search_lossless_ipc
 from ddlight.report.outputs import (
     BaselineOut,
@@ -49,7 +48,7 @@ from ddlight.report.outputs import (
     read_eval,
     read_experts,
 )
-from ddlight.report.runner import Runner, Stage, flags
+from ddlight.report.runner import Runner, Stage, config_alone, flags
 
 FLAG_ROLES = {
     "convnet",
@@ -63,6 +62,7 @@ FLAG_ROLES = {
 OTHER_KEYS = {"search", "cross_arch", "cross_arch_inits", "cross_arch_net", "ipcs", "note"}
 METHOD_ROLE = re.compile(r"^[a-z]+(_(real|noise|ipc\d+))?$")
 STUDY = "study"
+TRAJECTORY = ("mtt", "datm", "pad")  # stage 2 of trajectory matching: each needs the experts stage
 DCBENCH = "dcbench"
 
 
@@ -82,7 +82,7 @@ def budget_for(spec: dict[str, Any], budget: str, dataset: str) -> dict[str, Any
     section = (spec["budgets"][budget] or {}).get(dataset) or {}
     methods = set(spec["datasets"][dataset].get("distill", {}))
     for key in section:
-        if key in FLAG_ROLES or key in OTHER_KEYS:
+        if key in FLAG_ROLES or key in OTHER_KEYS or is_compare_role(key, spec["datasets"][dataset]):
             continue
         if METHOD_ROLE.match(key) and key.split("_")[0] in methods:
             continue
@@ -92,13 +92,7 @@ def budget_for(spec: dict[str, Any], budget: str, dataset: str) -> dict[str, Any
 
 def config_ipc(config: str) -> int:
     """The IPC the config runs with, defaults included (the parsed config, not the YAML text)."""
-    return _config_ipc(str(Path(config).resolve()))
-
-
-@functools.cache
-def _config_ipc(config: str) -> int:
-    # Memoised for the reason given in ddlight.report.runner.stage_module.
-    return int(parse_config(["--config", config]).model.init_args.ipc)
+    return int(config_alone(str(Path(config).resolve()), ()).model.init_args.ipc)
 
 
 @dataclass(frozen=True)
@@ -150,8 +144,19 @@ class DatasetResults:
     methods: tuple[str, ...] = ()
     tables_method: str = "datadam"
     sweep: tuple[str, list[int]] | None = None
+    comparison: Comparison | None = None
     cross_arch: list[str] = field(default_factory=list)
     note: str = ""
+
+
+def command_shape(stage: Stage) -> tuple:
+    """A stage's command with the synthetic set's path blanked (it does not exist before the run, and
+    nothing checks it at parse time)."""
+    args = list(stage.args)
+    for i in range(len(args) - 1):
+        if args[i] == "--data.init_args.path":
+            args[i + 1] = "<set>"
+    return stage.kind, stage.config, tuple(args)
 
 
 def set_key(method: str, init: str, ipc: int) -> str:
@@ -194,25 +199,36 @@ class DatasetPlan:
         over = {"data.init_args.data_dir": self.data_dir} | self.roles("convnet", "experts")
         return Stage(f"{self.key}-experts", "experts", self.spec["experts"], tuple(flags(over)))
 
-    def distill(self, method: str, init: str, ipc: int | None = None, extra: dict | None = None) -> Stage:
-        configs = self.spec["distill"][method]
+    def distill(
+        self,
+        method: str,
+        init: str,
+        ipc: int | None = None,
+        extra: dict | None = None,
+        configs: dict[str, Any] | None = None,
+        roles: tuple[str, ...] | None = None,
+        prefix: str = "",
+    ) -> Stage:
+        """The distillation stage of ``method`` from ``init``; ``configs``/``roles``/``prefix`` default to
+        the Tables' (``distill`` block, roles ``<method>``, ``<method>_<init>``, no name prefix)."""
+        configs = configs or self.spec["distill"][method]
         entry = configs.get(f"ipc{ipc}") if init == "real" and ipc is not None else None
         entry = entry or configs[init]
         # A config path, or {config, flags} for a variant that has no YAML of its own (MHIST from noise).
         config, base = (entry["config"], entry.get("flags", {})) if isinstance(entry, dict) else (entry, {})
         over: dict[str, Any] = {"data.init_args.data_dir": self.data_dir, **base}
         deps: tuple[Stage, ...] = ()
-        if method == "pad":
+        if method in TRAJECTORY:
             experts = self.experts()
             deps = (experts,)
             over["model.init_args.buffer_dir"] = str(self.runner.dir_of(experts) / STAGE_BUFFER_DIR)
         key = "model.init_args.ipc"
-        common = self.roles("convnet", method, f"{method}_{init}")
+        common = self.roles("convnet", *(roles or (method, f"{method}_{init}")))
         eff_ipc = int(ipc if ipc is not None else common.get(key, config_ipc(config)))
         over |= common | self.roles(f"{method}_ipc{eff_ipc}") | (extra or {})
         if int(over.get(key, config_ipc(config))) != eff_ipc:  # an explicit IPC beats the budget's
             over[key] = eff_ipc
-        name = f"{self.key}-{set_key(method, init, eff_ipc)}" + ("-search" if extra else "")
+        name = f"{self.key}-{prefix}{set_key(method, init, eff_ipc)}" + ("-search" if extra else "")
         return Stage(name, "distill", config, tuple(flags(over)), deps)
 
     def evaluate(
@@ -258,8 +274,7 @@ class DatasetPlan:
         def add_set(method: str, init: str, ipc: int | None = None, main: bool = False) -> tuple[Stage, str]:
             stage = self.distill(method, init, ipc)
             key = stage.name[len(self.key) + 1 :]
-            if method == "pad":
-                out.append(Task("experts", self.experts()))
+            out.extend(self.experts_tasks(method))
             out.append(Task("set", stage, label="main" if main else "", set=key))
             return stage, key
 
@@ -292,8 +307,12 @@ class DatasetPlan:
             stage, key = add_set(spec["dcbench"]["method"], spec["dcbench"]["init"])
             add_eval(stage, key, protocol=DCBENCH)
             out.append(Task("export", self.dcbench_export(stage), set=key))
+        out += compare_tasks(self, budget)  # the Methods section
         seen: set[str] = set()
         return [t for t in out if not (t.stage.name in seen or seen.add(t.stage.name))]
+
+    def experts_tasks(self, method: str) -> list[Task]:
+        return [Task("experts", self.experts())] if method in TRAJECTORY else []
 
     def cross_arch(self) -> list[str]:
         return list(self.budget.get("cross_arch", list(self.spec.get("cross_arch", {}))))
@@ -308,6 +327,7 @@ class DatasetPlan:
         res.methods = tuple(spec.get("distill", {}))
         res.tables_method = spec.get("tables_method", "datadam")
         res.cross_arch = self.cross_arch()
+        res.comparison = comparison(spec, self.budget)
         for task in self.tasks():
             rec = self.runner.run(task.stage)
             if task.kind == "baseline":
@@ -341,8 +361,12 @@ class DatasetPlan:
             method, init = self.spec["search"]["method"], self.spec["search"].get("init", "real")
             probe = self.distill(method, init, int(s.get("start", 1)), extra=s.get("distill") or {})
             stages += [probe, self.evaluate(probe, protocol="search", extra=s.get("eval") or {})]
+        checked: set[tuple] = set()
         for stage in stages:
-            self.runner.check(stage)
+            shape = command_shape(stage)
+            if shape not in checked:  # evaluations of different sets parse alike: one stands for all
+                checked.add(shape)
+                self.runner.check(stage)
         return stages
 
     def run_search(self, res: DatasetResults) -> SearchOutcome:

@@ -55,6 +55,13 @@ class Ledger:
     def double_millions(self, m: Measured) -> str:
         return self._record(f"{2 * m.value / 1e6:.2f}M", 2 * m.value, [m], formula="2 * a")
 
+    def per_step(self, total: Measured, steps: Measured) -> str:
+        value = total.value / max(steps.value, 1.0)
+        return self._record(format_seconds(value), value, [total, steps], formula="a / b")
+
+    def megabytes(self, m: Measured) -> str:
+        return self._record(f"{m.value:,.0f}", m.value, [m])
+
     def speedup(self, full: Measured, syn: Measured) -> str:
         ratio = full.value / syn.value
         return self._record(f"{ratio:.1f}×", ratio, [full, syn], formula="a / b")

@@ -1,4 +1,5 @@
-"""Opt-in: keep glibc from holding freed activation buffers, for peak RSS of large-batch CPU runs.
+"""Memory: the process peak every distiller logs, and (opt-in) keeping glibc from holding freed
+activation buffers, for peak RSS of large-batch CPU runs.
 
 A DataDAM step at 256 real images per class allocates and frees many MB-sized transients (the real batch,
 its DSA intermediates, per-chunk activations). glibc's malloc raises its mmap threshold dynamically as such
@@ -24,6 +25,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+
+import torch
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 DEFAULT_THRESHOLD_BYTES = 0  # off; see the table above
@@ -51,3 +54,38 @@ def limit_heap_retention(threshold_bytes: int | None = None) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)))
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: the CUDA allocator's, or on Linux the process's resident high-water mark
+    (``VmHWM``, reset by writing 5 to ``/proc/self/clear_refs``), so that a run inside a longer process
+    (the report's in-process stages) reports its own peak. Elsewhere the peak keeps counting from the
+    process start."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since the last :func:`reset_peak_memory` (or the process start): the CUDA allocator's
+    peak on a GPU, the resident-set high-water mark on CPU. ``ru_maxrss`` is only the fallback: Linux
+    carries it across ``exec`` from the forking parent, so a subprocess would inherit its parent's peak."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return float("nan")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB

@@ -95,3 +95,18 @@ def test_malformed_identity_fields_are_refused(tmp_path):
         set_for(real, class_names=["a"]).save(tmp_path / "x.pt")
     with pytest.raises(SyntheticSetError, match=r"field 'zca': expected \{\} or a dict with a float 'reg'"):
         set_for(real, zca={"eps": 1}).save(tmp_path / "x.pt")
+
+
+def test_hard_label_protocol_trains_on_the_argmax_of_soft_labels(tmp_path):
+    real = TinyDigits(n_train=16, n_test=8)
+    logits = torch.tensor([[0.0, 3.0, 1.0, 0.0], [2.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0], [1, 1, 4, 0.0]])
+    set_for(real, labels=logits, method="pad").save(tmp_path / "soft.pt")
+    saved = SyntheticDataModule(str(tmp_path / "soft.pt"), real)
+    hard = SyntheticDataModule(str(tmp_path / "soft.pt"), real, labels="hard")
+    assert torch.equal(saved.synthetic.labels, logits)
+    assert torch.equal(hard.synthetic.labels, torch.tensor([1, 0, 3, 2])) and not hard.synthetic.is_soft
+    set_for(real).save(tmp_path / "hard.pt")  # a hard-label set is the same under both
+    again = SyntheticDataModule(str(tmp_path / "hard.pt"), real, labels="hard")
+    assert torch.equal(again.synthetic.labels, torch.arange(4))
+    with pytest.raises(ValueError, match=r"SyntheticDataModule.labels must be one of \('saved', 'hard'\)"):
+        SyntheticDataModule(str(tmp_path / "soft.pt"), real, labels="argmax")

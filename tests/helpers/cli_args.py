@@ -52,3 +52,14 @@ TINY_TRAJECTORY = (
     "--model.init_args.current_max_start_epoch",
     "1",
 )
+
+# DC with DSA, two image updates per network and one inner epoch: the shortest run that trains a network
+# between updates.
+SHORT_DSA = (
+    "--model.init_args.outer_loop",
+    "2",
+    "--model.init_args.inner_loop",
+    "1",
+    "--model.init_args.dsa_strategy",
+    "auto",
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -64,3 +65,14 @@ def assert_bf16_run_kept_fp32_images(cli: object, tmp_path: Path, steps: int = 2
     assert cli.model.images.dtype == torch.float32 and torch.isfinite(cli.model.images).all()
     assert SyntheticSet.load(tmp_path / "out" / "synthetic.pt").iteration == steps
     assert_tensorboard_has_loss_and_grid(tmp_path / "logs")
+
+
+def cli_exit(args: list[str], capsys) -> tuple[int, str, str]:
+    """``python -m ddlight <args>`` in this process: its exit code, stdout and stderr. One subprocess test
+    below checks that the real command line behaves the same."""
+    from ddlight.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    out = capsys.readouterr()
+    return stop.value.code or 0, out.out, out.err

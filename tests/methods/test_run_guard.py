@@ -20,6 +20,7 @@ from ddlight.methods.run_guard import DivergedError
 from ddlight.models import ConvNet
 from tests.helpers import ROOT
 from tests.helpers.cli_args import TINY_DATADAM
+from tests.helpers.runs import cli_exit
 
 CONFIGS = ROOT / "configs"
 
@@ -129,28 +130,29 @@ def test_divergence_stops_restores_the_last_finite_set_and_checkpoint(tmp_path):
     torch.testing.assert_close(ckpt["state_dict"]["images"], syn.images)
 
 
-@pytest.mark.slow
-def test_huge_learning_rate_fails_fast_naming_it_without_a_traceback(tmp_path):
-    out = ddlight_cmd(
-        "fit",
-        "--config",
-        str(CONFIGS / "mnist" / "datadam.yaml"),
-        *TINY_DATADAM,
-        "--model.init_args.lr_img",
-        "1e30",
-        "--model.init_args.export_dir",
-        str(tmp_path),
-        "--trainer.max_steps",
-        "200",
-        "--trainer.logger",
-        "false",
-        "--trainer.enable_progress_bar",
-        "false",
-        cwd=tmp_path,
+def test_huge_learning_rate_fails_fast_naming_it_without_a_traceback(tmp_path, capsys):
+    code, _, err = cli_exit(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / "mnist" / "datadam.yaml"),
+            *TINY_DATADAM,
+            "--model.init_args.lr_img",
+            "1e30",
+            "--model.init_args.export_dir",
+            str(tmp_path),
+            "--trainer.max_steps",
+            "200",
+            "--trainer.logger",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        capsys,
     )
-    assert out.returncode == 1
-    assert "diverged" in out.stderr and "model.init_args.lr_img (now 1e+30)" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert code == 1
+    assert "diverged" in err and "model.init_args.lr_img (now 1e+30)" in err
+    assert "Traceback" not in err
     syn = SyntheticSet.load(tmp_path / "synthetic.pt")
     assert syn.partial and syn.iteration < 200 and torch.isfinite(syn.images).all()
 

@@ -86,7 +86,6 @@ from ddlight.methods.trajectory.unroll import (
     IterationPlan,
     SavedBytes,
     minibatch_schedule,
-    peak_memory_mb,
     student_steps,
     unroll_student,
 )
@@ -97,6 +96,7 @@ from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import matching_loss
 from ddlight.utils.classwise import class_index, sample_per_class
 from ddlight.utils.jsonable import jsonable
+from ddlight.utils.memory import peak_memory_mb
 
 EXPERTS_COMMAND = "python -m ddlight fit --config configs/{dataset}/experts.yaml"
 
@@ -343,7 +343,6 @@ class TrajectoryMatching(Distiller):
             "distill/start_epoch_bound": float(plan.bound),
             "distill/expert": float(plan.expert),
             "memory/graph_saved_mb": self._graph_mb,
-            "memory/peak_mb": peak_memory_mb(self.device),
         }
         self._iterations += 1
         if ok is not None:
@@ -357,7 +356,7 @@ class TrajectoryMatching(Distiller):
             rank_zero_info(
                 f"[ddlight] {type(self).__name__}: the unrolled graph of {hp.syn_steps} steps keeps "
                 f"{self._graph_mb:.1f} MB for backward (checkpoint_segments={hp.checkpoint_segments}); "
-                f"peak so far {logs['memory/peak_mb']:.0f} MB"
+                f"peak so far {peak_memory_mb(self.device):.0f} MB"
             )
         return logs
 

@@ -72,17 +72,6 @@ class SavedBytes(torch.autograd.graph.saved_tensors_hooks):
         return sum(self.storages.values()) / 2**20
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Process peak so far: the CUDA allocator's peak on a GPU, the resident-set peak on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        import resource
-    except ImportError:  # not on Unix
-        return float("nan")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 @dataclass
 class IterationPlan:
     """Everything random about one distillation step, drawn up front so that recomputed segments

@@ -13,8 +13,7 @@ from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA
 from ddlight.ops.losses import gradient_distance
 from tests.helpers import CONFIGS
-from tests.helpers.cli_args import TINY_DATADAM
-from tests.helpers.ddp import fit_on_two_ranks
+from tests.helpers.cli_args import SHORT_DSA, TINY_DATADAM
 from tests.helpers.runs import (
     assert_bf16_run_kept_fp32_images,
     assert_resume_reaches_the_same_images,
@@ -173,14 +172,6 @@ def test_network_trains_between_updates_and_is_redrawn_per_outer_iteration(tmp_p
 
 
 # DSA with two image updates per network and one inner epoch between them: every code path in two steps.
-SHORT_DSA = (
-    "--model.init_args.outer_loop",
-    "2",
-    "--model.init_args.inner_loop",
-    "1",
-    "--model.init_args.dsa_strategy",
-    "auto",
-)
 
 
 def _cli(*extra):
@@ -233,18 +224,7 @@ def test_bf16_dsa_and_tensorboard(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
-def test_ddp_two_ranks_keep_identical_images(tmp_path):
-    r0, r1 = fit_on_two_ranks(
-        CONFIGS / "mnist" / "dc.yaml",
-        tmp_path,
-        *TINY_DATADAM,
-        "--model.init_args.grid_every",
-        "0",
-        "--model.init_args.export_dir",
-        str(tmp_path / "out"),
-        *SHORT_DSA,
-        "--trainer.max_steps",
-        "3",
-    )
-    assert r0["world_size"] == 2 and torch.equal(r0["images"], r1["images"])
+def test_ddp_two_ranks_keep_identical_images(family_ddp_records):
+    r0, r1 = family_ddp_records["dsa"]
+    assert r0["world_size"] == 2 and r0["pid"] != r1["pid"] and torch.equal(r0["images"], r1["images"])
     assert not torch.equal(r0["batches"], r1["batches"])

@@ -10,7 +10,6 @@ from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA
 from tests.helpers import CONFIGS
 from tests.helpers.cli_args import TINY_DATADAM
-from tests.helpers.ddp import fit_on_two_ranks
 from tests.helpers.runs import (
     assert_bf16_run_kept_fp32_images,
     assert_resume_reaches_the_same_images,
@@ -139,17 +138,7 @@ def test_bf16_and_tensorboard(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
-def test_ddp_two_ranks_keep_identical_images(tmp_path):
-    r0, r1 = fit_on_two_ranks(
-        CONFIGS / "mnist" / "dm.yaml",
-        tmp_path,
-        *TINY_DATADAM,
-        "--model.init_args.grid_every",
-        "0",
-        "--model.init_args.export_dir",
-        str(tmp_path / "out"),
-        "--trainer.max_steps",
-        "3",
-    )
-    assert r0["world_size"] == 2 and torch.equal(r0["images"], r1["images"])
+def test_ddp_two_ranks_keep_identical_images(family_ddp_records):
+    r0, r1 = family_ddp_records["dm"]
+    assert r0["world_size"] == 2 and r0["pid"] != r1["pid"] and torch.equal(r0["images"], r1["images"])
     assert not torch.equal(r0["batches"], r1["batches"])

@@ -14,8 +14,6 @@ from ddlight.methods import DATM, MTT, PAD
 from ddlight.models import ConvNet
 from tests.helpers import ROOT
 from tests.helpers.builders import make_experts, make_trainer, tiny_net
-from tests.helpers.cli_args import TINY_TRAJECTORY
-from tests.helpers.ddp import fit_on_two_ranks
 from tests.helpers.trajectory import fit, make_method, plan_of
 
 CONFIGS = ROOT / "configs"
@@ -125,24 +123,10 @@ def test_configs_instantiate(name, suffix):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
-def test_ddp_two_ranks_keep_identical_sets(buffer_dir, tmp_path):
+def test_ddp_two_ranks_keep_identical_sets(family_ddp_records):
     """Each rank draws its own expert and start epoch; the all-reduced update keeps one set."""
-    r0, r1 = fit_on_two_ranks(
-        CONFIGS / "mnist" / "datm.yaml",
-        tmp_path,
-        *TINY_TRAJECTORY,
-        "--model.init_args.buffer_dir",
-        str(buffer_dir),
-        "--model.init_args.loss_threshold",
-        "null",
-        "--model.init_args.grid_every",
-        "0",
-        "--model.init_args.export_dir",
-        str(tmp_path / "out"),
-        "--trainer.max_steps",
-        "3",
-    )
-    assert r0["world_size"] == 2 and torch.equal(r0["images"], r1["images"])
+    r0, r1 = family_ddp_records["datm"]
+    assert r0["world_size"] == 2 and r0["pid"] != r1["pid"] and torch.equal(r0["images"], r1["images"])
     assert set(r0["learned"]) == {"label_logits", "syn_lr"}
     for name, value in r0["learned"].items():
         assert torch.equal(value, r1["learned"][name]), name

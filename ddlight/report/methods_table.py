@@ -1,0 +1,66 @@
+"""The "Methods" section (:mod:`ddlight.report.compare`) as a Markdown table: per method and IPC the
+ConvNet accuracy on hard labels, on the method's learned labels where it learns them, the distillation's
+seconds per iteration and peak memory, and the method's published number beside them."""
+
+from __future__ import annotations
+
+from ddlight.report.compare import HARD
+from ddlight.report.study import STUDY, DatasetResults
+from ddlight.report.tables import DASH, Ledger, eval_cell, eval_protocol, md_table, study_pct
+
+TITLES = {
+    "dc": "DC",
+    "dsa": "DSA",
+    "dm": "DM",
+    "mtt": "MTT",
+    "datm": "DATM",
+    "datadam": "DataDAM",
+    "pad": "PAD",
+}
+
+
+def methods_table(led: Ledger, r: DatasetResults) -> str:
+    led.section = f"Methods ({r.title})"
+    cmp = r.comparison
+    assert cmp is not None
+    net, rows, protocols = r.net, [], set()
+    for row in cmp.rows:
+        s = r.sets[row.set]
+        hard = r.evals[(row.set, net, HARD)]
+        learned = r.evals.get((row.set, net, STUDY)) if row.method in cmp.learned_labels else None
+        protocols.add(eval_protocol(hard))
+        rows.append(
+            [
+                TITLES.get(row.method, row.method),
+                str(row.ipc),
+                eval_cell(led, hard, with_time=False),
+                eval_cell(led, learned, with_time=False),
+                led.count(s.steps) if s.steps is not None else DASH,
+                led.per_step(s.distill_seconds, s.steps) if s.steps is not None else DASH,
+                led.megabytes(s.peak_mb) if s.peak_mb is not None else DASH,
+                study_pct(cmp.published.get(row.method, {}).get(row.ipc)),
+            ]
+        )
+    header = [
+        "method",
+        "IPC",
+        f"{net} acc., hard labels (%)",
+        "acc., learned labels (%)",
+        "iterations",
+        "distillation s / iteration",
+        "peak memory (MB)",
+        "published, MNIST ConvNet (%)",
+    ]
+    return (
+        md_table(header, rows)
+        + "\n\nEvery set distilled from real images here and evaluated under one protocol: "
+        + "; ".join(sorted(protocols))
+        + ", on the set's hard labels (a soft-label set's argmax), and with its learned soft labels for the "
+        "methods that learn them. Seconds per iteration = distillation time / iterations. Peak memory: the "
+        "process's resident high-water mark on CPU (the allocator's peak on a GPU) from the start of the "
+        "fit to its last logged step, which includes what the process already held: with stages run in "
+        "the report's process that is the earlier stages' residue too; `--subprocess` gives each stage "
+        "its own process. Published: "
+        "each method's paper at its own budget (DC, DSA, DM: their papers; MTT's paper has no MNIST row, "
+        "its figure is the one later comparison tables give), not measured here."
+    )
