@@ -27,8 +27,10 @@ def _threads():
 
 @pytest.fixture(scope="session")
 def family_ddp_records(tmp_path_factory) -> dict:
-    """DM, DSA and DATM (one method per family base) each fitted 3 steps on two DDP ranks, all in one
-    launch (tests/helpers/ddp.fit_many_on_two_ranks); per method, the two ranks' records."""
+    """DataDAM, DM, DSA and DATM (every family base) fitted on two DDP ranks, all in one launch
+    (tests/helpers/ddp.fit_many_on_two_ranks): per method the two ranks' records, and under "output" what
+    the launch printed. DataDAM runs as the README runs it: no export_dir (the export path comes from the
+    logger, a broadcast), a logger and periodic checkpoints; it used to hang after the last step."""
     from tests.helpers import ROOT
     from tests.helpers.cli_args import SHORT_DSA, TINY_DATADAM, TINY_TRAJECTORY
     from tests.helpers.ddp import fit_many_on_two_ranks
@@ -39,10 +41,15 @@ def family_ddp_records(tmp_path_factory) -> dict:
     short = ("--model.init_args.grid_every", "0", "--trainer.max_steps", "3")
     # the tiny buffer, and no loss threshold: every step updates the set
     buffer = ("--model.init_args.buffer_dir", str(write_buffer(root)), "--model.init_args.loss_threshold")
+    datadam = (*TINY_DATADAM, "--model.init_args.lr_img", "10", "--model.init_args.grid_every", "0")
+    datadam += ("--model.init_args.checkpoint_every", "2", "--trainer.max_steps", "4")
+    datadam += ("--trainer.logger.init_args.save_dir", str(root / "datadam_logs"))
     runs = {
         "dm": (configs / "dm.yaml", (*TINY_DATADAM, *short)),
         "dsa": (configs / "dc.yaml", (*TINY_DATADAM, *SHORT_DSA, *short)),
         "datm": (configs / "datm.yaml", (*TINY_TRAJECTORY, *buffer, "null", *short)),
     }
     runs = {k: (c, (*f, "--model.init_args.export_dir", str(root / k / "out"))) for k, (c, f) in runs.items()}
-    return fit_many_on_two_ranks(runs, root)
+    runs["datadam"] = (configs / "datadam.yaml", datadam)
+    records, output = fit_many_on_two_ranks(runs, root, logged=("datadam",))
+    return {**records, "output": output, "datadam_logs": root / "datadam_logs"}

@@ -16,46 +16,18 @@ from tests.helpers.cli_args import QUIET
 DDP = ("--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2")
 
 
-def run_two_ranks(
-    config: Path, out_dir: Path, *extra: str, quiet: bool = True
-) -> subprocess.CompletedProcess:
-    """``python -m ddlight fit --config config *extra`` on 2 CPU ranks, each dumping its record into
-    ``out_dir``; ``quiet=False`` keeps the config's logger and checkpoints. A hang fails on the timeout,
-    not by stalling the suite."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ddlight",
-            "fit",
-            "--config",
-            str(config),
-            *extra,
-            *DDP,
-            *(QUIET if quiet else ("--trainer.enable_progress_bar", "false")),
-            "--trainer.callbacks+=tests.helpers.probes.RecordRanks",
-            f"--trainer.callbacks.out_dir={out_dir}",
-        ],
-        cwd=out_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
-
-
 def rank_records(out_dir: Path) -> tuple[dict, dict]:
     """Each rank's record (images it ended with, first batches it saw, world size, pid)."""
     return torch.load(out_dir / "rank0.pt"), torch.load(out_dir / "rank1.pt")
 
 
-def fit_many_on_two_ranks(runs: dict[str, tuple[Path, tuple[str, ...]]], out_dir: Path) -> dict[str, tuple]:
+def fit_many_on_two_ranks(
+    runs: dict[str, tuple[Path, tuple[str, ...]]], out_dir: Path, logged: tuple[str, ...] = ()
+) -> tuple[dict[str, tuple], str]:
     """``{name: (config, flags)}`` fitted one after the other in a single two-rank launch
     (tests/helpers/ddp_many.py: each run costs its fit, not another process start-up); each run's rank
-    records (see :func:`rank_records`) under ``out_dir/name``."""
+    records (see :func:`rank_records`) under ``out_dir/name``, and the launch's output. The runs named in
+    ``logged`` keep their config's logger and checkpoints; the others run quiet."""
     cmds = [
         [
             "fit",
@@ -63,7 +35,7 @@ def fit_many_on_two_ranks(runs: dict[str, tuple[Path, tuple[str, ...]]], out_dir
             str(config),
             *extra,
             *DDP,
-            *QUIET,
+            *(("--trainer.enable_progress_bar", "false") if name in logged else QUIET),
             "--trainer.callbacks+=tests.helpers.probes.RecordRanks",
             f"--trainer.callbacks.out_dir={out_dir / name}",
         ]
@@ -74,4 +46,4 @@ def fit_many_on_two_ranks(runs: dict[str, tuple[Path, tuple[str, ...]]], out_dir
     script = [sys.executable, str(ROOT / "tests" / "helpers" / "ddp_many.py"), str(out_dir / "runs.json")]
     out = subprocess.run(script, cwd=out_dir, env=env, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
-    return {name: rank_records(out_dir / name) for name in runs}
+    return {name: rank_records(out_dir / name) for name in runs}, out.stdout + out.stderr

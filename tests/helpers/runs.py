@@ -30,12 +30,13 @@ def assert_resume_reaches_the_same_images(
 
 
 def assert_tensorboard_has_loss_and_grid(save_dir: Path) -> None:
-    """The run under ``save_dir`` logged ``distill/loss`` and at least one image grid."""
+    """The run under ``save_dir`` logged ``distill/loss``, the process's peak memory and at least one image
+    grid."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     (events,) = save_dir.rglob("events.out.tfevents.*")
     tags = EventAccumulator(str(events)).Reload().Tags()
-    assert "distill/loss" in tags["scalars"] and tags["images"]
+    assert "distill/loss" in tags["scalars"] and "memory/peak_mb" in tags["scalars"] and tags["images"]
 
 
 def bf16_logged_run_flags(tmp_path: Path, steps: int = 2) -> tuple[str, ...]:

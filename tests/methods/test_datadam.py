@@ -12,7 +12,6 @@ from ddlight.ops.attention import class_means, mean_matching_loss, spatial_atten
 from tests.helpers import ROOT
 from tests.helpers.builders import small_model
 from tests.helpers.cli_args import QUIET, TINY_DATADAM
-from tests.helpers.ddp import rank_records, run_two_ranks
 
 CONFIGS = ROOT / "configs"
 
@@ -215,37 +214,21 @@ def test_mhist_config_fast_dev_run(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs gloo")
-def test_ddp_two_ranks_keep_identical_images(tmp_path):
-    """The shipped config as the README runs it under DDP: no export_dir (so the export path comes from
-    the logger, a broadcast), a logger and periodic checkpoints. It used to hang forever after the last
-    step: rank 0 entered that broadcast from rank-zero-only export code."""
-    out = run_two_ranks(
-        CONFIGS / "mnist" / "datadam.yaml",
-        tmp_path,
-        *TINY_DATADAM,
-        "--model.init_args.lr_img",
-        "10",
-        "--model.init_args.grid_every",
-        "0",
-        "--model.init_args.checkpoint_every",
-        "2",
-        "--trainer.max_steps",
-        "4",
-        "--trainer.logger.init_args.save_dir",
-        str(tmp_path / "logs"),
-        quiet=False,  # the logger and checkpoints are what this test is about
-    )
-    r0, r1 = rank_records(tmp_path)
+def test_ddp_two_ranks_keep_identical_images(family_ddp_records):
+    """The shipped config as the README runs it under DDP (see the fixture): identical images on both
+    ranks, one export by rank 0 into the logger's version folder, a checkpoint at the last step."""
+    r0, r1 = family_ddp_records["datadam"]
     assert r0["world_size"] == 2 and r0["pid"] != r1["pid"]
     assert torch.equal(r0["images"], r1["images"])
     assert not torch.equal(r0["batches"], r1["batches"])
-    latest = tmp_path / "logs" / "datadam_mnist" / "latest"
+    latest = family_ddp_records["datadam_logs"] / "datadam_mnist" / "latest"
     assert latest.is_symlink() and os.readlink(latest) == "version_0"
     syn = SyntheticSet.load(latest / "synthetic.pt")
     assert syn.iteration == 4 and syn.partial == ""
     torch.testing.assert_close(syn.images, r0["images"])
     assert torch.load(latest / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
-    assert (out.stdout + out.stderr).count("[ddlight] synthetic set written to") == 1  # rank 0 only
+    written = f"[ddlight] synthetic set written to {family_ddp_records['datadam_logs']}"
+    assert family_ddp_records["output"].count(written) == 1  # by rank 0 only
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path):

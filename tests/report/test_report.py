@@ -210,6 +210,25 @@ def test_runner_subprocess_mode_records_the_command(tmp_path):
     assert "$ python -m ddlight.report.dcbench" in (rec.dir / "log.txt").read_text()
 
 
+def test_methods_section_budget_keys_are_checked(tmp_path):
+    import yaml
+
+    from ddlight.report.compare import comparison
+    from ddlight.report.study import budget_for
+
+    spec = yaml.safe_load(CONFIG.read_text())
+    mnist = spec["datasets"]["mnist"]
+    cmp = comparison(mnist, budget_for(spec, "tiny", "mnist"))
+    rows = [(r.method, r.ipc, r.set) for r in cmp.rows]
+    assert rows == [(m, 1, f"compare-{m}-real-ipc1") for m in ("dc", "pad")]
+    assert cmp.learned_labels == ("datm", "pad") and cmp.published["dc"] == {1: 0.917, 10: 0.974, 50: 0.988}
+    with pytest.raises(ValueError, match=r"compare_methods names \['kip'\]"):
+        comparison(mnist, {"compare_methods": ["dc", "kip"]})
+    spec["budgets"]["tiny"]["mnist"]["compare_kip"] = {"trainer.max_steps": 1}
+    with pytest.raises(ValueError, match="unknown key 'compare_kip'"):
+        budget_for(spec, "tiny", "mnist")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("budget", ["small", "paper"])
 def test_every_budget_command_parses(budget, monkeypatch):

@@ -2,10 +2,13 @@ import ctypes.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from ddlight.utils import memory
+from ddlight.utils.memory import peak_memory_mb, reset_peak_memory
 
 
 def test_off_by_default_and_when_zero(monkeypatch):
@@ -29,3 +32,17 @@ def test_applies_on_glibc():
     code = "from ddlight.utils.memory import limit_heap_retention as f; print(f(), f(0))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_peak_memory_resets_so_a_run_reports_its_own_peak():
+    cpu = torch.device("cpu")
+    big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    del big
+    before = peak_memory_mb(cpu)
+    reset_peak_memory(cpu)
+    after = peak_memory_mb(cpu)
+    assert after < before - 32  # the freed 64 MiB no longer counts
+    again = torch.ones(64 * 2**20 // 4)
+    assert peak_memory_mb(cpu) > after + 32  # and a new allocation does
+    del again
