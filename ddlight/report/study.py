@@ -28,15 +28,12 @@ initialisations), ``cross_arch_net`` (per network, init_args to change), ``ipcs`
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ddlight.artifacts import STAGE_BUFFER_DIR, SYNTHETIC_FILE
-from ddlight.report.compare import Comparison, compare_tasks, comparison, is_compare_role
+from ddlight.report.compare import Comparison, compare_tasks, comparison
 from ddlight.report.ipc_search import SearchResult, Target, search_lossless_ipc
 from ddlight.report.outputs import (
     BaselineOut,
@@ -48,51 +45,12 @@ from ddlight.report.outputs import (
     read_eval,
     read_experts,
 )
-from ddlight.report.runner import Runner, Stage, config_alone, flags
+from ddlight.report.runner import Runner, Stage, flags
+from ddlight.report.spec import budget_for, config_ipc, load_spec  # noqa: F401 (re-exported)
 
-FLAG_ROLES = {
-    "convnet",
-    "baseline",
-    "baseline_cross_arch",
-    "experts",
-    "eval",
-    "eval_cross_arch",
-    "eval_dcbench",
-}
-OTHER_KEYS = {"search", "cross_arch", "cross_arch_inits", "cross_arch_net", "ipcs", "note"}
-METHOD_ROLE = re.compile(r"^[a-z]+(_(real|noise|ipc\d+))?$")
 STUDY = "study"
 TRAJECTORY = ("mtt", "datm", "pad")  # stage 2 of trajectory matching: each needs the experts stage
 DCBENCH = "dcbench"
-
-
-def load_spec(path: str | Path) -> dict[str, Any]:
-    spec = yaml.safe_load(Path(path).read_text())
-    for key in ("name", "datasets", "budgets"):
-        if key not in spec:
-            raise ValueError(f"report config {path}: missing top-level key {key!r}")
-    return spec
-
-
-def budget_for(spec: dict[str, Any], budget: str, dataset: str) -> dict[str, Any]:
-    """The budget's section for ``dataset``, with every role name checked (a typo would silently change
-    nothing, and the report would claim a budget it did not run)."""
-    if budget not in spec["budgets"]:
-        raise ValueError(f"unknown budget {budget!r}; the config defines {sorted(spec['budgets'])}")
-    section = (spec["budgets"][budget] or {}).get(dataset) or {}
-    methods = set(spec["datasets"][dataset].get("distill", {}))
-    for key in section:
-        if key in FLAG_ROLES or key in OTHER_KEYS or is_compare_role(key, spec["datasets"][dataset]):
-            continue
-        if METHOD_ROLE.match(key) and key.split("_")[0] in methods:
-            continue
-        raise ValueError(f"budget {budget!r}, dataset {dataset!r}: unknown key {key!r}")
-    return section
-
-
-def config_ipc(config: str) -> int:
-    """The IPC the config runs with, defaults included (the parsed config, not the YAML text)."""
-    return int(config_alone(str(Path(config).resolve()), ()).model.init_args.ipc)
 
 
 @dataclass(frozen=True)
@@ -170,6 +128,7 @@ class DatasetPlan:
         self.key, self.spec, self.budget, self.runner = key, spec, budget, runner
         self.data_dir = data_dir
         self.net_label = spec["network"]["label"]
+        self.eval_configs: dict[str, str] = {}  # distillation stage name -> its method's evaluation config
 
     # ------------------------------------------------------------------------------------ overrides
     def roles(self, *names: str) -> dict[str, Any]:
@@ -229,12 +188,15 @@ class DatasetPlan:
         if int(over.get(key, config_ipc(config))) != eff_ipc:  # an explicit IPC beats the budget's
             over[key] = eff_ipc
         name = f"{self.key}-{prefix}{set_key(method, init, eff_ipc)}" + ("-search" if extra else "")
+        if "evaluate" in configs:  # the method's sets need their own evaluation (e.g. ZCA-whitened data)
+            self.eval_configs[name] = configs["evaluate"]
         return Stage(name, "distill", config, tuple(flags(over)), deps)
 
     def evaluate(
         self, distilled: Stage, arch: str | None = None, protocol: str = STUDY, extra: dict | None = None
     ) -> Stage:
-        config = self.spec["dcbench"]["config"] if protocol == DCBENCH else self.spec["evaluate"]
+        default = self.eval_configs.get(distilled.name, self.spec["evaluate"])
+        config = self.spec["dcbench"]["config"] if protocol == DCBENCH else default
         over: dict[str, Any] = {
             "data.init_args.path": str(self.runner.dir_of(distilled) / SYNTHETIC_FILE),
             "data.init_args.real.init_args.data_dir": self.data_dir,

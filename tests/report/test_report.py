@@ -446,3 +446,32 @@ def test_stage_outputs_go_through_the_module_declared_arg(kind, config, arg, whe
     stage = Stage("s", kind, str(ROOT / "configs" / config))
     f = Runner.output_flags(stage, tmp_path)
     assert f[f.index(f"--model.init_args.{arg}") + 1] == str(tmp_path / where if where else tmp_path)
+
+
+@pytest.mark.slow
+def test_tiny_report_on_cifar10_evaluates_each_method_on_its_own_data(tmp_path, monkeypatch):
+    """configs/report_cifar10.yaml on generated files in CIFAR-10's layout: the report is not MNIST's
+    alone, and PAD's ZCA-whitened sets are evaluated against whitened real data, DataDAM's against plain."""
+    from ddlight.report.__main__ import main
+    from tests.helpers.datasets import write_cifar
+
+    data = write_cifar(tmp_path / "data", 10, per_class_train=12, per_class_test=3)
+    monkeypatch.chdir(ROOT)
+    path = main(
+        [
+            *("--config", str(ROOT / "configs" / "report_cifar10.yaml"), "--budget", "tiny"),
+            *("--data-dir", f"cifar10={data}", "--artifacts-dir", str(tmp_path / "art")),
+            *("--reports-dir", str(tmp_path / "reports")),
+        ]
+    )
+    text = path.read_text()
+    for table in ("I", "III (CIFAR-10)", "VI (CIFAR-10)", "VII (CIFAR-10)"):
+        assert f"## Table {table}" in text, table
+    kinds = []
+    for results in (tmp_path / "art").glob("cifar10-*-eval-*/results.json"):
+        stage = json.loads((results.parent / MARKER).read_text())
+        zca = "evaluate_zca.yaml" in stage["commands"][0]
+        assert zca == ("-pad-" in results.parent.name), results.parent.name
+        assert 0.0 <= json.loads(results.read_text())["mean"] <= 1.0
+        kinds.append(zca)
+    assert kinds.count(True) == 3 and kinds.count(False) == 2  # PAD real/noise/IPC 1; DataDAM real/noise
