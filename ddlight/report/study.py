@@ -20,9 +20,13 @@ Budget override roles (each a mapping of dotted flag -> value, merged in the ord
                        ``eval`` flags for the lossless-IPC probes
 =====================  ===================================================================================
 
-plus ``cross_arch`` (which of the dataset's extra networks to run), ``cross_arch_inits`` (on which
-initialisations), ``cross_arch_net`` (per network, init_args to change), ``ipcs`` (the IPC sweep) and
-``note`` (a sentence for the report).
+A dataset's ``distill`` entry per method maps ``real``/``noise``/``ipc<k>`` to stage configs and may name
+``evaluate``: the evaluation config of that method's sets (PAD's ZCA-whitened CIFAR sets need the
+whitened real data of ``configs/cifar10/evaluate_zca.yaml``; the dataset's ``evaluate`` otherwise).
+
+Budgets also hold ``cross_arch`` (which of the dataset's extra networks to run), ``cross_arch_inits`` (on
+which initialisations), ``cross_arch_net`` (per network, init_args to change), ``ipcs`` (the IPC sweep),
+``note`` (a sentence for the report) and the Methods section's keys (:mod:`ddlight.report.compare`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,13 @@ class Stream(IntEnum):
     EL2N_DSA = 113
 
 
+def parameter_layout(net: nn.Module) -> tuple[list[str], list[torch.Size], list[int]]:
+    """Names, shapes and sizes of ``net``'s parameters in ``named_parameters`` order: the layout of a
+    trajectory row (:func:`flatten_parameters`)."""
+    params = list(net.named_parameters())
+    return [n for n, _ in params], [p.shape for _, p in params], [p.numel() for _, p in params]
+
+
 def flatten_parameters(net: nn.Module) -> torch.Tensor:
     """All parameters (not buffers) in ``named_parameters`` order as one float32 CPU vector."""
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).to("cpu", torch.float32)

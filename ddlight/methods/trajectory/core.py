@@ -73,7 +73,14 @@ from torch import nn
 
 from ddlight.data.base import dataset_name
 from ddlight.methods.distiller import Distiller
-from ddlight.methods.trajectory.buffer import ExpertBuffer, check_fits, check_same_data, open_completed
+from ddlight.methods.trajectory.buffer import (
+    ExpertBuffer,
+    check_fits,
+    check_same_data,
+    open_completed,
+    parameter_layout,
+)
+from ddlight.methods.trajectory.checks import check_args, check_window
 from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, mask_summary
 from ddlight.methods.trajectory.labels import (
     class_typical_labels,
@@ -89,7 +96,7 @@ from ddlight.methods.trajectory.unroll import (
     student_steps,
     unroll_student,
 )
-from ddlight.methods.trajectory.window import check_window, start_bound
+from ddlight.methods.trajectory.window import start_bound
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
@@ -176,7 +183,7 @@ class TrajectoryMatching(Distiller):
     ) -> None:
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
-        _check_args(init, syn_steps, expert_epochs, batch_syn, checkpoint_segments, label_experts)
+        check_args(init, syn_steps, expert_epochs, batch_syn, checkpoint_segments, label_experts)
         check_window(min_start_epoch, current_max_start_epoch, max_start_epoch)
         self.save_hyperparameters()
         # MTT and DATM fix some of these arguments and leave them out of their signatures, so hparams (what
@@ -194,9 +201,7 @@ class TrajectoryMatching(Distiller):
         self._skipped: torch.Tensor | None = None
         self._iterations = 0
         self.dsa: DSA | None = None
-        self._names: list[str] = [n for n, _ in net.named_parameters()]
-        self._shapes: list[torch.Size] = [p.shape for p in net.parameters()]
-        self._sizes: list[int] = [p.numel() for p in net.parameters()]
+        self._names, self._shapes, self._sizes = parameter_layout(net)
         # A buffer so that it follows the module to its device; not persistent: the settings determine it.
         self.register_buffer("fiem", fiem_mask(self._sizes, self.depth_ratio), persistent=False)
         self._pending_logits: torch.Tensor | None = None
@@ -379,24 +384,3 @@ class TrajectoryMatching(Distiller):
         # DATM/PAD evaluate their sets at ``args.lr_net = syn_lr``; ddlight's evaluator does so with
         # ``lr: learned`` and otherwise keeps its configured protocol rate.
         return {**super().export_extra(), "syn_lr": float(self.syn_lr.detach())}
-
-
-def _check_args(
-    init: str,
-    syn_steps: int,
-    expert_epochs: int,
-    batch_syn: int | None,
-    checkpoint_segments: int,
-    label_experts: int | None,
-) -> None:
-    """Argument checks, at construction rather than after the buffer has been read."""
-    if init not in ("real", "noise"):
-        raise ValueError(f"trajectory matching supports init 'real' or 'noise', got {init!r}")
-    if syn_steps < 0 or expert_epochs < 1:
-        raise ValueError(f"need syn_steps >= 0 and expert_epochs >= 1, got {syn_steps}, {expert_epochs}")
-    if batch_syn is not None and batch_syn < 1:
-        raise ValueError(f"batch_syn must be >= 1 or None, got {batch_syn}")
-    if checkpoint_segments < 0:
-        raise ValueError(f"checkpoint_segments must be >= 0, got {checkpoint_segments}")
-    if label_experts is not None and label_experts < 1:
-        raise ValueError(f"label_experts must be >= 1 or None, got {label_experts}")

@@ -10,14 +10,3 @@ def start_bound(step: int, current: int | None, top: int, growth_steps: int) -> 
     if current is None or growth_steps <= 0:
         return top
     return min(top, current + int((top - current) * step / growth_steps))
-
-
-def check_window(min_start_epoch: int, current_max_start_epoch: int | None, max_start_epoch: int) -> None:
-    """Start epochs are drawn from ``[min, bound)`` with the bound growing from current to max."""
-    current = max_start_epoch if current_max_start_epoch is None else current_max_start_epoch
-    if not 0 <= min_start_epoch < current <= max_start_epoch:
-        raise ValueError(
-            "need 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch (start epochs are "
-            f"drawn from [min, bound)); got {min_start_epoch}, {current_max_start_epoch}, "
-            f"{max_start_epoch}"
-        )
