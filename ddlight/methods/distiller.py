@@ -339,8 +339,14 @@ class Distiller(L.LightningModule):
         if every and self.global_step % every == 0:
             self.log_grid()
 
-    def configure_optimizers(self):
-        raise NotImplementedError
+    def images_group(self, lr: float, momentum: float) -> dict[str, Any]:
+        return {"params": [self.images], "lr": lr, "momentum": momentum, "name": "images"}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """SGD on the images alone (``lr_img``, ``momentum``), what DC, DSA, DM and DataDAM learn; a method
+        that learns more adds parameter groups to the same optimizer (one optimizer: two would double
+        ``global_step``)."""
+        return torch.optim.SGD([self.images_group(self.hparams.lr_img, self.hparams.momentum)])
 
     # ------------------------------------------------------------------------------- the step template
     def distill_losses(self, batch: Any) -> dict[str, torch.Tensor]:

@@ -62,5 +62,6 @@ def methods_table(led: Ledger, r: DatasetResults) -> str:
         "the report's process that is the earlier stages' residue too; `--subprocess` gives each stage "
         "its own process. Published: "
         "each method's paper at its own budget (DC, DSA, DM: their papers; MTT's paper has no MNIST row, "
-        "its figure is the one later comparison tables give), not measured here."
+        "and its 97.3 at IPC 10 is the figure ddlight's baselines issue quotes, not checked against a "
+        "source here), not measured here."
     )

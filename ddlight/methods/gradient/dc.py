@@ -115,12 +115,6 @@ class DC(Distiller):
         check_num_classes(self.net, self.trainer.datamodule, type(self).__name__)
         self.dsa = DSA(strategy_for(self.dataset_name, self.hparams.dsa_strategy))
 
-    def configure_optimizers(self):
-        hp = self.hparams
-        return torch.optim.SGD(
-            [{"params": [self.images], "lr": hp.lr_img, "momentum": hp.momentum, "name": "images"}]
-        )
-
     # ------------------------------------------------------------------------------------- gradients
     def _split_params(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(matched weights, everything else): only gradients with more than one dimension enter the

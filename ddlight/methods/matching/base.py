@@ -1,6 +1,6 @@
 """What the distribution-matching methods (DataDAM, DM) share: a frozen random network re-drawn from a
 seeded generator every ``steps_per_network`` steps, one Siamese DSA draw per class and step applied to the
-real and the synthetic side alike, one SGD optimizer on the images, and a step that is one image update.
+real and the synthetic side alike, the Distiller's SGD on the images, and a step that is one image update.
 
 A method only says what it matches: :meth:`RandomNetworkMatching.losses` returns the loss terms of one
 step from a class-balanced real episode (``batch_real`` images per class, class-major, as the data module
@@ -56,18 +56,6 @@ class RandomNetworkMatching(Distiller):
         super().setup(stage)
         check_num_classes(self.net, self.trainer.datamodule, type(self).__name__)
         self.dsa = DSA(strategy_for(self.dataset_name, self.hparams.dsa_strategy))
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(
-            [
-                {
-                    "params": [self.images],
-                    "lr": self.hparams.lr_img,
-                    "momentum": self.hparams.momentum,
-                    "name": "images",
-                }
-            ]
-        )
 
     # ---------------------------------------------------------------------------------------- pieces
     def _fresh_network(self) -> None:

@@ -278,7 +278,7 @@ class TrajectoryMatching(Distiller):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.settings
-        groups = [{"params": [self.images], "lr": hp.lr_img, "momentum": hp.momentum, "name": "images"}]
+        groups = [self.images_group(hp.lr_img, hp.momentum)]
         if hp.soft_labels:
             groups.append(
                 {
