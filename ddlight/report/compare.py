@@ -76,11 +76,11 @@ def comparison(spec: dict[str, Any], budget: dict[str, Any]) -> Comparison | Non
     return Comparison(rows, tuple(block.get("learned_labels", ())), published)
 
 
-def compare_tasks(plan: DatasetPlan, budget: dict[str, Any]) -> list[Task]:
+def compare_tasks(plan: DatasetPlan) -> list[Task]:
     """The distillations and evaluations of the section, in row order."""
     from ddlight.report.study import STUDY, Task
 
-    cmp = comparison(plan.spec, budget)
+    cmp = comparison(plan.spec, plan.budget)
     if cmp is None:
         return []
     configs = plan.spec[COMPARE]["methods"]

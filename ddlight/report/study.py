@@ -273,7 +273,7 @@ class DatasetPlan:
             stage, key = add_set(spec["dcbench"]["method"], spec["dcbench"]["init"])
             add_eval(stage, key, protocol=DCBENCH)
             out.append(Task("export", self.dcbench_export(stage), set=key))
-        out += compare_tasks(self, budget)  # the Methods section
+        out += compare_tasks(self)  # the Methods section
         seen: set[str] = set()
         return [t for t in out if not (t.stage.name in seen or seen.add(t.stage.name))]
 
