@@ -13,6 +13,12 @@ weight decay 5e-4, lr x0.1 at half of the epochs; 300 or 1000 epochs); ``cosine`
 Learning rate (``lr``): a number, or ``"learned"`` for the student rate a trajectory-matching distiller
 learned with the images (PAD/DATM/MTT evaluate their sets at ``args.lr_net = syn_lr``; the set stores it
 as ``extra["syn_lr"]``). A set without one is refused rather than silently evaluated at a default rate.
+``"search"`` picks one from ``lr_grid`` on a validation split held out of the real training set (never
+on the test set; :mod:`ddlight.methods.scoring`). Accuracy is always the final epoch's.
+
+``baselines`` (a :class:`~ddlight.methods.scoring.Baselines`) adds the scored protocol: the same recipe on
+a random real subset of the same IPC and on the full real training set, with and without augmentation,
+and DD-Ranking's HLR / IOR / LRS / ARS in the results.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +51,7 @@ from ddlight.artifacts import (
 )
 from ddlight.data.base import dataset_name
 from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
+from ddlight.methods.scoring import DEFAULT_LR_GRID, Baselines, RealSplits, score, search_lr
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
@@ -54,14 +61,21 @@ from ddlight.ops.optim import network_sgd
 from ddlight.utils.io import atomic_json_dump
 
 SCHEDULES = ("step", "cosine", "none")
+LR_SOURCES = {"learned": "learned syn_lr", "search": "searched on the validation split"}
 LEARNED = "learned"
+SEARCH = "search"
 
 
 def resolve_lr(lr: float | str, extra: dict[str, Any] | None, source: str) -> float:
     """The base rate to train at: ``lr`` itself, or the set's learned ``syn_lr`` when ``lr="learned"``."""
     if lr != LEARNED:
+        if lr == SEARCH:
+            raise ValueError(
+                f"lr={SEARCH!r} needs a validation split of the real training set: it is available to "
+                "SyntheticEvaluator run by `python -m ddlight fit` on a SyntheticDataModule, not here"
+            )
         if isinstance(lr, str):
-            raise ValueError(f"lr must be a number or {LEARNED!r}, got {lr!r}")
+            raise ValueError(f"lr must be a number, {LEARNED!r} or {SEARCH!r}, got {lr!r}")
         return float(lr)
     value = (extra or {}).get("syn_lr")
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -98,7 +112,7 @@ class SyntheticEvaluator(L.LightningModule):
         net: nn.Module,
         num_runs: int = 5,
         epochs: int = 300,
-        lr: float | Literal["learned"] = 0.01,
+        lr: float | Literal["learned", "search"] = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         schedule: str = "step",
@@ -106,6 +120,9 @@ class SyntheticEvaluator(L.LightningModule):
         dsa_strategy: str = DEFAULT_STRATEGY,
         seed: int = 0,
         results_path: str | None = None,
+        lr_grid: list[float] | None = None,
+        val_fraction: float = 0.1,
+        baselines: Baselines | None = None,
     ) -> None:
         super().__init__()
         if schedule not in SCHEDULES:
@@ -113,7 +130,10 @@ class SyntheticEvaluator(L.LightningModule):
         if num_runs < 1:
             raise ValueError(f"num_runs must be >= 1, got {num_runs}")
         # a learned rate is read from the set in prepare(); any other string is refused here, before training
-        self.base_lr = math.nan if lr == LEARNED else resolve_lr(lr, None, "")
+        self.base_lr = math.nan if lr in (LEARNED, SEARCH) else resolve_lr(lr, None, "")
+        self.lr_grid = tuple(float(x) for x in (lr_grid or DEFAULT_LR_GRID))
+        # the CLI hands a dataclass argument over as a dict; one type from here on
+        self.baselines = Baselines(**baselines) if isinstance(baselines, dict) else baselines
         self.save_hyperparameters()
         self.net = net  # the template; kept so the config and checkpoint name the architecture
         # requires_grad on: the template may be a distiller's frozen network (the callback's default)
@@ -129,6 +149,9 @@ class SyntheticEvaluator(L.LightningModule):
         self._label_floor = 0.0
         self._labels_kind = "hard"
         self._partial = ""
+        self.dataset_name = ""
+        self._lr_search: dict[str, float] | None = None
+        self._splits: RealSplits | None = None
 
     # ----------------------------------------------------------------------------- shared pieces
     def prepare(
@@ -142,7 +165,9 @@ class SyntheticEvaluator(L.LightningModule):
         self.trend = LossTrend()
         self._label_floor = label_entropy(labels) if labels is not None else 0.0
         self._labels_kind = "soft" if labels is not None and labels.dim() == 2 else "hard"
-        self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
+        self.dataset_name = dataset_name
+        if hp.lr != SEARCH:  # a searched rate is set by setup(), which has the validation split
+            self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
         self.dsa_op = DSA(strategy_for(dataset_name, hp.dsa_strategy)) if hp.dsa else None
         self._dsa_gen = torch.Generator().manual_seed(mix_seed(hp.seed, 4))
 
@@ -173,7 +198,8 @@ class SyntheticEvaluator(L.LightningModule):
             RES_SCHEDULE: hp.schedule,
             RES_LABELS: self._labels_kind,
             "lr": self.base_lr,
-            "lr_source": "learned syn_lr" if hp.lr == LEARNED else "config",
+            "lr_source": LR_SOURCES.get(str(hp.lr), "config"),
+            "accuracy_at": "final epoch (no selection on test data)",
             "dsa": hp.dsa,
             "dsa_strategy": self.dsa_op.strategy if self.dsa_op is not None else "none",
             "accuracies": [float(a) for a in accs],
@@ -183,6 +209,11 @@ class SyntheticEvaluator(L.LightningModule):
             RES_SECONDS_PER_RUN: train_seconds / hp.num_runs,
             **self.learning_check(),
         }
+        if self._lr_search is not None:
+            self.results["lr_search"] = {
+                "validation": self._splits.describe(),
+                "val_accuracy": self._lr_search,
+            }
         if self._partial:
             self.results["set_partial"] = self._partial
         if hp.results_path:
@@ -215,6 +246,7 @@ class SyntheticEvaluator(L.LightningModule):
         batch_size: int = 256,
         precision: str = "32-true",
         extra: dict[str, Any] | None = None,
+        normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, Any]:
         """The same training without a Trainer: for callbacks that evaluate mid-distillation and for
         scripts, where a Trainer's per-epoch bookkeeping would dominate a 100-image epoch.
@@ -222,7 +254,8 @@ class SyntheticEvaluator(L.LightningModule):
         ``precision`` takes Lightning's names for what this loop supports: ``"32-true"``, or
         ``"bf16-mixed"`` (autocast, as ``--trainer.precision bf16-mixed`` does on the Lightning path),
         which CPUs with AVX512-BF16 and GPUs run faster. ``extra`` is the set's ``extra`` dict, read
-        for the learned rate when ``lr="learned"``.
+        for the learned rate when ``lr="learned"``. ``normalize`` maps a batch of uint8 ``images`` to the
+        network's input (a real data module's ``normalize``), so a large real set stays uint8 in memory.
         """
         if precision not in ("32-true", "32", "bf16-mixed"):
             raise ValueError(f"precision must be '32-true' or 'bf16-mixed', got {precision!r}")
@@ -231,6 +264,8 @@ class SyntheticEvaluator(L.LightningModule):
             if precision == "bf16-mixed"
             else contextlib.nullcontext()
         )
+        if self.hparams.lr == SEARCH:
+            resolve_lr(SEARCH, None, "")  # refuses: a plain loop has no validation split to search on
         self.prepare(dataset_name, extra, "the set passed to fit_plain", labels)
         hp = self.hparams
         opt = self.make_optimizer()
@@ -243,8 +278,9 @@ class SyntheticEvaluator(L.LightningModule):
                 g["lr"] = self.base_lr * lr_factor(hp.schedule, epoch, hp.epochs)
             perm = torch.randperm(n, generator=gen).to(images.device)
             for idx in perm.split(batch_size):
+                x = images[idx] if normalize is None else normalize(images[idx])
                 with autocast:
-                    losses = self.runs_loss(images[idx], labels[idx])
+                    losses = self.runs_loss(x, labels[idx])
                 self.trend.add(epoch, losses)
                 opt.zero_grad(set_to_none=True)
                 losses.sum().backward()
@@ -269,6 +305,22 @@ class SyntheticEvaluator(L.LightningModule):
         self._partial = syn.partial if syn is not None else ""
         if self._partial:
             rank_zero_warn(f"SyntheticEvaluator: {source} is a partial set ({self._partial})")
+        if stage == "fit" and (self.hparams.lr == SEARCH or self.baselines is not None):
+            self._splits = self.real_splits(dm)
+        if stage == "fit" and self.hparams.lr == SEARCH:
+            self.base_lr, self._lr_search = search_lr(
+                self, syn.images, syn.labels, self._splits.val_loader(), self.lr_grid
+            )
+            rank_zero_info(f"[ddlight] lr {self.base_lr:g} chosen on the validation split: {self._lr_search}")
+
+    def real_splits(self, dm: Any) -> RealSplits:
+        real = getattr(dm, "real", None)
+        if real is None or getattr(dm, "synthetic", None) is None:
+            raise ValueError(
+                f"lr={SEARCH!r} and baselines need the real training set: run the evaluator on a "
+                f"ddlight.data.SyntheticDataModule (got {type(dm).__name__})"
+            )
+        return RealSplits(real, self.hparams.val_fraction, mix_seed(self.hparams.seed, 6))
 
     def configure_optimizers(self):
         opt = self.make_optimizer()
@@ -293,7 +345,10 @@ class SyntheticEvaluator(L.LightningModule):
 
     def on_train_end(self) -> None:
         seconds = time.perf_counter() - self._t0
-        res = self.finish(self.trainer.datamodule.test_dataloader(), seconds)
+        dm = self.trainer.datamodule
+        res = self.finish(dm.test_dataloader(), seconds)
+        if self.baselines is not None:
+            self.add_scores(dm)
         rank_zero_info(
             f"[ddlight] {res['architecture']} on the synthetic set: test accuracy "
             f"{100 * res['mean']:.2f} +- {100 * res['std']:.2f} % over {res['num_runs']} runs "
@@ -307,6 +362,24 @@ class SyntheticEvaluator(L.LightningModule):
                     TAG_EVAL_SECONDS: res["train_seconds_per_run"],
                 },
                 self.global_step,
+            )
+
+    def add_scores(self, dm: Any) -> None:
+        """The scored protocol's runs (fresh networks, plain loops) and scores, into the results file."""
+        with torch.inference_mode(False), torch.enable_grad():
+            extra = score(self, dm.synthetic, self._splits, dm.test_dataloader())
+        self.results.update(extra)
+        if self.hparams.results_path:
+            write_json_atomic(Path(self.hparams.results_path), self.results)
+        s = extra["scores"]
+        rank_zero_info(
+            f"[ddlight] scores: HLR {s['HLR']:.4f} IOR {s['IOR']:.4f} LRS {s['LRS']:.4f} ARS {s['ARS']:.4f} "
+            f"(random subset {100 * extra['baselines']['random']['mean']:.2f} %, full data "
+            f"{100 * extra['baselines']['full']['mean']:.2f} %)"
+        )
+        if self.logger is not None:
+            self.logger.log_metrics(
+                {f"eval/{k}": s[k] for k in ("HLR", "IOR", "LRS", "ARS")}, self.global_step
             )
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -142,7 +142,7 @@ def test_learned_lr_trains_exactly_as_the_sets_rate_would():
 
 
 def test_learned_lr_refuses_a_set_without_one(tmp_path):
-    with pytest.raises(ValueError, match="lr must be a number or 'learned'"):
+    with pytest.raises(ValueError, match="lr must be a number, 'learned' or 'search'"):
         SyntheticEvaluator(MLP(), lr="learnt")
     syn, _ = bundled_set()
     ev = SyntheticEvaluator(ConvNet(width=8), num_runs=1, epochs=1, lr="learned")

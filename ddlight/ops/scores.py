@@ -1,0 +1,57 @@
+"""DD-Ranking's scores of a synthetic set (NUS-HPC-AI-Lab/DD-Ranking, README "Label-Robust Score" and
+"Augmentation-Robust Score"; ``ddranking/metrics/*.py``), on accuracies as fractions.
+
+DD-Ranking's code feeds percentages into ``exp``: alpha = 0.5 * 5.3 - 0.5 * 2.1 gives e^1.6 and a "score in
+[0, 1]" of 1.6. On fractions alpha and beta lie in [-1, 1], so both scores do lie in [0, 1], the
+normalisation the formula was written for; 0.269 (alpha = 0) means "exactly as good as the baselines".
+"""
+
+from __future__ import annotations
+
+import math
+
+FORMULAS = {
+    "HLR": "acc(full real data, hard labels) - acc(set, hard labels)  [hard-label recovery; lower is better]",
+    "IOR": "acc(set, its own labels) - acc(random real subset of the same IPC, labelled the same way)",
+    "LRS": "(e^alpha - e^-1) / (e - e^-1), alpha = w * IOR - (1 - w) * HLR  [label-robust score]",
+    "ARS": (
+        "(e^beta - e^-1) / (e - e^-1), beta = g * (acc(set, aug) - acc(random, aug)) "
+        "+ (1 - g) * (acc(set, no aug) - acc(random, no aug))  [augmentation-robust score]"
+    ),
+    "source": "DD-Ranking (NUS-HPC-AI-Lab), on fractions rather than percentages",
+}
+
+
+def unit_exp(x: float) -> float:
+    """(e^x - e^-1) / (e - e^-1): maps x in [-1, 1] onto [0, 1] monotonically (x = 0 -> 0.269)."""
+    return (math.exp(x) - math.exp(-1.0)) / (math.e - math.exp(-1.0))
+
+
+def _fraction(name: str, acc: float) -> float:
+    if not 0.0 <= acc <= 1.0:
+        raise ValueError(f"{name} must be an accuracy as a fraction in [0, 1], got {acc!r}")
+    return float(acc)
+
+
+def label_robust(
+    full_hard: float, set_hard: float, set_any: float, random_any: float, w: float = 0.5
+) -> dict:
+    """HLR, IOR, alpha and LRS from four accuracies (fractions)."""
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"the LRS weight w must be in [0, 1], got {w!r}")
+    hlr = _fraction("acc(full)", full_hard) - _fraction("acc(set, hard)", set_hard)
+    ior = _fraction("acc(set)", set_any) - _fraction("acc(random)", random_any)
+    alpha = w * ior - (1.0 - w) * hlr
+    return {"HLR": hlr, "IOR": ior, "alpha": alpha, "LRS": unit_exp(alpha), "w": w}
+
+
+def augmentation_robust(
+    set_aug: float, random_aug: float, set_plain: float, random_plain: float, gamma: float = 0.5
+) -> dict:
+    """ARS from the set's and the random subset's accuracies with and without augmentation."""
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"the ARS weight gamma must be in [0, 1], got {gamma!r}")
+    with_aug = _fraction("acc(set, aug)", set_aug) - _fraction("acc(random, aug)", random_aug)
+    without = _fraction("acc(set, no aug)", set_plain) - _fraction("acc(random, no aug)", random_plain)
+    beta = gamma * with_aug + (1.0 - gamma) * without
+    return {"gap_aug": with_aug, "gap_no_aug": without, "beta": beta, "ARS": unit_exp(beta), "gamma": gamma}
