@@ -17,6 +17,7 @@ OVERLAY_BASE = {
     "overlays/cpu_small.yaml": "mnist/datadam.yaml",
     "overlays/dsa_keep_flip.yaml": "mnist/evaluate.yaml",
     "overlays/datadam_paper.yaml": "cifar10/datadam_ipc10.yaml",
+    "overlays/scores.yaml": "mnist/evaluate.yaml",
     **{f"mnist/gpu/{p.name}": f"mnist/{p.name}" for p in (CONFIGS / "mnist" / "gpu").glob("*.yaml")},
 }
 OVERLAY_BASE["mnist/gpu/experts_mtt.yaml"] = "mnist/experts.yaml"

@@ -33,14 +33,25 @@ def _fraction(name: str, acc: float) -> float:
     return float(acc)
 
 
+def _gap(named: dict[str, float]) -> float:
+    """First accuracy minus second, each checked to be a fraction."""
+    (a_name, a), (b_name, b) = named.items()
+    return _fraction(a_name, a) - _fraction(b_name, b)
+
+
+def _weighted(weight: float, name: str) -> float:
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the {name} must be in [0, 1], got {weight!r}")
+    return float(weight)
+
+
 def label_robust(
     full_hard: float, set_hard: float, set_any: float, random_any: float, w: float = 0.5
 ) -> dict:
     """HLR, IOR, alpha and LRS from four accuracies (fractions)."""
-    if not 0.0 <= w <= 1.0:
-        raise ValueError(f"the LRS weight w must be in [0, 1], got {w!r}")
-    hlr = _fraction("acc(full)", full_hard) - _fraction("acc(set, hard)", set_hard)
-    ior = _fraction("acc(set)", set_any) - _fraction("acc(random)", random_any)
+    w = _weighted(w, "LRS weight w")
+    hlr = _gap({"acc(full)": full_hard, "acc(set, hard)": set_hard})
+    ior = _gap({"acc(set)": set_any, "acc(random)": random_any})
     alpha = w * ior - (1.0 - w) * hlr
     return {"HLR": hlr, "IOR": ior, "alpha": alpha, "LRS": unit_exp(alpha), "w": w}
 
@@ -49,9 +60,8 @@ def augmentation_robust(
     set_aug: float, random_aug: float, set_plain: float, random_plain: float, gamma: float = 0.5
 ) -> dict:
     """ARS from the set's and the random subset's accuracies with and without augmentation."""
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"the ARS weight gamma must be in [0, 1], got {gamma!r}")
-    with_aug = _fraction("acc(set, aug)", set_aug) - _fraction("acc(random, aug)", random_aug)
-    without = _fraction("acc(set, no aug)", set_plain) - _fraction("acc(random, no aug)", random_plain)
+    gamma = _weighted(gamma, "ARS weight gamma")
+    with_aug = _gap({"acc(set, aug)": set_aug, "acc(random, aug)": random_aug})
+    without = _gap({"acc(set, no aug)": set_plain, "acc(random, no aug)": random_plain})
     beta = gamma * with_aug + (1.0 - gamma) * without
     return {"gap_aug": with_aug, "gap_no_aug": without, "beta": beta, "ARS": unit_exp(beta), "gamma": gamma}

@@ -14,6 +14,7 @@ Report config, per dataset::
       methods: {dm: configs/mnist/dm.yaml, pad: {real: configs/mnist/pad.yaml}, ...}
       learned_labels: [datm, pad]
       published: {dm: {1: 0.897, 10: 0.975, 50: 0.986}, ...}
+      rank_by: LRS   # optional: rows ordered by a score of the scored protocol (LRS or ARS), best first
 
 and per budget: ``compare`` (flags of every method's stage), ``compare_<method>`` (flags of one),
 ``compare_eval`` (flags of the evaluations), ``compare_ipcs`` / ``compare_methods`` (a subset to run).
@@ -31,6 +32,7 @@ COMPARE = "compare"
 HARD = "hard"  # the protocol's name: the set's labels hardened
 FLAG_ROLES = {COMPARE, f"{COMPARE}_eval"}
 OTHER_KEYS = {f"{COMPARE}_ipcs", f"{COMPARE}_methods"}
+RANKABLE = ("LRS", "ARS")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Comparison:
     rows: list[CompareRow] = field(default_factory=list)
     learned_labels: tuple[str, ...] = ()
     published: dict[str, dict[int, float]] = field(default_factory=dict)
+    rank_by: str | None = None  # "LRS" / "ARS": the evaluations must run with baselines (scores)
 
 
 def compare_key(method: str, ipc: int) -> str:
@@ -73,7 +76,11 @@ def comparison(spec: dict[str, Any], budget: dict[str, Any]) -> Comparison | Non
     ipcs = [int(i) for i in budget.get(f"{COMPARE}_ipcs", block["ipcs"])]
     rows = [CompareRow(m, i, compare_key(m, i)) for m in methods for i in ipcs]
     published = {m: {int(i): float(v) for i, v in p.items()} for m, p in block.get("published", {}).items()}
-    return Comparison(rows, tuple(block.get("learned_labels", ())), published)
+    rank_by = block.get("rank_by")
+    if rank_by is not None and str(rank_by).upper() not in RANKABLE:
+        raise ValueError(f"compare.rank_by must be one of {RANKABLE} (or absent), got {rank_by!r}")
+    rank = str(rank_by).upper() if rank_by is not None else None
+    return Comparison(rows, tuple(block.get("learned_labels", ())), published, rank)
 
 
 def compare_tasks(plan: DatasetPlan) -> list[Task]:

@@ -19,16 +19,36 @@ TITLES = {
 }
 
 
+SCORE_COLUMNS = ("random", "full", "HLR", "IOR", "LRS", "ARS")
+SCORE_HEADER = ["random subset (%)", "full data (%)", "HLR", "IOR", "LRS", "ARS"]
+SCORES_NOTE = (
+    " Scores (DD-Ranking's, on fractions): the set against a random real subset of the same IPC and the full "
+    "training set under the same recipe; HLR = full - set (hard labels), IOR = set - random, LRS = "
+    "(e^a - e^-1)/(e - e^-1) with a = w IOR - (1 - w) HLR, ARS likewise from the gaps to random with and "
+    "without augmentation; each accuracy is the final epoch's, and no rate is chosen on test data "
+    "(ddlight/methods/scoring.py)."
+)
+
+
+def score_cells(led: Ledger, scores: dict) -> list[str]:
+    if not scores:
+        return [DASH] * len(SCORE_COLUMNS)
+    return [led.pct(scores[k]) if k in ("random", "full") else led.score(scores[k]) for k in SCORE_COLUMNS]
+
+
 def methods_table(led: Ledger, r: DatasetResults) -> str:
     led.section = f"Methods ({r.title})"
     cmp = r.comparison
     assert cmp is not None
-    net, rows, protocols = r.net, [], set()
+    net, rows, protocols, keys = r.net, [], set(), []
     for row in cmp.rows:
         s = r.sets[row.set]
         hard = r.evals[(row.set, net, HARD)]
         learned = r.evals.get((row.set, net, STUDY)) if row.method in cmp.learned_labels else None
+        # a set's own labels are what IOR compares (DD-Ranking's "syn-any"); HLR is hard-label either way
+        scores = learned.scores if learned is not None and learned.scores else hard.scores
         protocols.add(eval_protocol(hard))
+        keys.append(-float(scores[cmp.rank_by]) if cmp.rank_by and scores else float("inf"))
         rows.append(
             [
                 TITLES.get(row.method, row.method),
@@ -39,8 +59,14 @@ def methods_table(led: Ledger, r: DatasetResults) -> str:
                 led.per_step(s.distill_seconds, s.steps) if s.steps is not None else DASH,
                 led.megabytes(s.peak_mb) if s.peak_mb is not None else DASH,
                 study_pct(cmp.published.get(row.method, {}).get(row.ipc)),
+                *score_cells(led, scores),
             ]
         )
+    scored = any(row[-1] != DASH for row in rows)
+    if cmp.rank_by:  # stable: unscored rows keep config order after the scored ones
+        rows = [row for _, row in sorted(zip(keys, rows, strict=True), key=lambda kr: kr[0])]
+    if not scored:
+        rows = [row[: -len(SCORE_COLUMNS)] for row in rows]
     header = [
         "method",
         "IPC",
@@ -50,7 +76,10 @@ def methods_table(led: Ledger, r: DatasetResults) -> str:
         "distillation s / iteration",
         "peak memory (MB)",
         "published, MNIST ConvNet (%)",
+        *(SCORE_HEADER if scored else []),
     ]
+    scores_note = SCORES_NOTE + (f" Rows ranked by {cmp.rank_by}, best first." if cmp.rank_by else "")
+    scores_note = scores_note if scored else ""
     return (
         md_table(header, rows)
         + "\n\nEvery set distilled from real images here and evaluated under one protocol: "
@@ -63,5 +92,5 @@ def methods_table(led: Ledger, r: DatasetResults) -> str:
         "its own process. Published: "
         "each method's paper at its own budget (DC, DSA, DM: their papers; MTT's paper has no MNIST row, "
         "and its 97.3 at IPC 10 is the figure ddlight's baselines issue quotes, not checked against a "
-        "source here), not measured here."
+        "source here), not measured here." + scores_note
     )

@@ -9,7 +9,7 @@ them all, so anyone (and the tests) can check a table cell against the file behi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,19 @@ class EvalOut:
     epochs: int
     schedule: str
     architecture: str
+    # The scored protocol's figures (ddlight.methods.scoring), when the evaluation ran it: HLR, IOR, LRS,
+    # ARS and the random-subset / full-data accuracies.
+    scores: dict[str, Measured] = field(default_factory=dict)
+
+
+SCORE_KEYS = {
+    "HLR": "scores.HLR",
+    "IOR": "scores.IOR",
+    "LRS": "scores.LRS",
+    "ARS": "scores.ARS",
+    "random": "baselines.random.mean",
+    "full": "baselines.full.mean",
+}
 
 
 def read_eval(stage_dir: str | Path) -> EvalOut:
@@ -134,6 +147,7 @@ def read_eval(stage_dir: str | Path) -> EvalOut:
         epochs=int(data[RES_EPOCHS]),
         schedule=str(data[RES_SCHEDULE]),
         architecture=str(data[RES_ARCHITECTURE]),
+        scores={k: json_value(path, key) for k, key in SCORE_KEYS.items()} if "scores" in data else {},
     )
 
 

@@ -59,6 +59,10 @@ class Ledger:
         value = total.value / max(steps.value, 1.0)
         return self._record(format_seconds(value), value, [total, steps], formula="a / b")
 
+    def score(self, m: Measured) -> str:
+        """A score or a difference of accuracies, both fractions (HLR, IOR, LRS, ARS)."""
+        return self._record(f"{m.value:.3f}", m.value, [m])
+
     def megabytes(self, m: Measured) -> str:
         return self._record(f"{m.value:,.0f}", m.value, [m])
 
