@@ -81,34 +81,42 @@ def run_ddlight(
 
 
 def run_reference_style(batch_real: int, steps: int, warmup: int) -> dict:
-    """The released loop's structure, for comparison only (not used by ddlight)."""
+    """The released loop's structure on MNIST IPC 10 (batch-norm ConvNet-3), for comparison only."""
+    from ddlight.data import MNISTDataModule
+    from ddlight.models import ConvNet
+
+    dm = MNISTDataModule(data_dir=str(DATA))
+    dm.setup()
+    times = reference_loop(dm, lambda: ConvNet(norm="batchnorm"), 10, batch_real, warmup + steps)
+    return {"median_s": statistics.median(times[warmup:]), "peak_rss_gb": peak_rss_gb()}
+
+
+def reference_loop(
+    dm, make_net, ipc: int, batch_real: int, iterations: int, strategy: str = "color_crop_cutout_scale_rotate"
+) -> list[float]:
+    """Seconds of each iteration of the released DataDAM loop's structure (not used by ddlight): the
+    training set held as normalised float, a fresh network per iteration, a Python loop over classes with
+    a seeded DSA draw per class, ReLU outputs cloned by forward hooks, x100 weights on both terms."""
     import torch
     import torch.nn.functional as F
 
-    from ddlight.data import MNISTDataModule
-    from ddlight.models import ConvNet
     from ddlight.ops.augment import DSA
-    from ddlight.utils.classwise import normalize_uint8
 
     torch.manual_seed(0)
-    dm = MNISTDataModule(data_dir=str(DATA))
-    dm.setup()
-    # The released script holds the whole training set as normalised float.
-    images_all = normalize_uint8(dm.train_images, dm.mean_t, dm.std_t)
-    labels_all = dm.train_labels
-    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(10)]
-    ipc = 10
+    k = dm.num_classes
+    images_all, labels_all = dm.normalize(dm.train_images), dm.train_labels
+    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(k)]
     image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
     opt = torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
-    dsa = DSA("color_crop_cutout_scale_rotate")
+    dsa = DSA(strategy)
 
     def attention(f: torch.Tensor) -> torch.Tensor:
         return F.normalize(f.abs().sum(1).view(f.shape[0], -1), p=2.0)
 
     times = []
-    for it in range(warmup + steps):
+    for it in range(iterations):
         t0 = time.perf_counter()
-        net = ConvNet(norm="batchnorm")
+        net = make_net()
         net.train()
         for p in net.parameters():
             p.requires_grad = False
@@ -119,38 +127,32 @@ def run_reference_style(batch_real: int, steps: int, warmup: int) -> dict:
 
         hooks = [m.register_forward_hook(keep) for m in net.modules() if isinstance(m, torch.nn.ReLU)]
         reals, syns = [], []
-        for c in range(10):
+        for c in range(k):
             idx = indices_class[c][torch.randperm(len(indices_class[c]))[:batch_real]]
-            img_real = images_all[idx]
-            img_syn = image_syn[c * ipc : (c + 1) * ipc]
-            gen_seed = it * 100 + c
-            params = dsa.sample(1, torch.Generator().manual_seed(gen_seed))
-            reals.append(dsa.apply(img_real, params, torch.zeros(len(img_real), dtype=torch.long)))
-            syns.append(dsa.apply(img_syn, params, torch.zeros(ipc, dtype=torch.long)))
-        real_all, syn_all = torch.cat(reals), torch.cat(syns)
-        out_real = net.embed(real_all).detach()
+            params = dsa.sample(1, torch.Generator().manual_seed(it * 100 + c))
+            reals.append(dsa.apply(images_all[idx], params, torch.zeros(len(idx), dtype=torch.long)))
+            syns.append(
+                dsa.apply(image_syn[c * ipc : (c + 1) * ipc], params, torch.zeros(ipc, dtype=torch.long))
+            )
+        out_real = net.embed(torch.cat(reals)).detach()
         real_acts, acts[:] = list(acts), []
-        out_syn = net.embed(syn_all)
+        out_syn = net.embed(torch.cat(syns))
         syn_acts = list(acts)
         for h in hooks:
             h.remove()
         loss = torch.tensor(0.0)
         for layer in range(len(real_acts) - 1):
-            ra = attention(real_acts[layer].detach()).view(10, batch_real, -1).mean(1)
-            sa = attention(syn_acts[layer]).view(10, ipc, -1).mean(1)
+            ra = attention(real_acts[layer].detach()).view(k, batch_real, -1).mean(1)
+            sa = attention(syn_acts[layer]).view(k, ipc, -1).mean(1)
             loss = loss + 100 * ((ra - sa) ** 2).sum()
-        loss = (
-            loss
-            + 100
-            * 0.01
-            * ((out_real.view(10, batch_real, -1).mean(1) - out_syn.view(10, ipc, -1).mean(1)) ** 2).sum()
-        )
+        embed_gap = out_real.view(k, batch_real, -1).mean(1) - out_syn.view(k, ipc, -1).mean(1)
+        loss = loss + 100 * 0.01 * (embed_gap**2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         loss.item()
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times[warmup:]), "peak_rss_gb": peak_rss_gb()}
+    return times
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -166,8 +168,9 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(res), flush=True)
 
 
-def spawn(extra: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", *extra], capture_output=True, text=True)
+def spawn(extra: list[str], script: str = __file__) -> dict:
+    """Run ``script --worker <extra>`` in a fresh process (its own peak RSS) and return its RESULT."""
+    out = subprocess.run([sys.executable, script, "--worker", *extra], capture_output=True, text=True)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])

@@ -8,7 +8,9 @@ from ddlight.cli import DDLightCLI
 from ddlight.data import MNISTDataModule, SyntheticSet
 from ddlight.methods import DataDAM
 from ddlight.models import ConvNet
+from ddlight.models.init import reinitialize
 from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
+from ddlight.ops.augment import DSA
 from tests.helpers import ROOT
 from tests.helpers.builders import small_model
 from tests.helpers.cli_args import QUIET, TINY_DATADAM
@@ -276,7 +278,7 @@ def test_evaluate_callback_refuses_learned_lr_before_distilling(tmp_path):
     """DataDAM learns no student rate: lr='learned' must fail at fit start, not at the first evaluation."""
     from ddlight.callbacks import EvaluateSyntheticCallback
 
-    with pytest.raises(ValueError, match="lr must be a number or 'learned'"):
+    with pytest.raises(ValueError, match="lr must be a number, 'learned' or 'search'"):
         EvaluateSyntheticCallback(ConvNet(width=8), lr="learnt")
     cb = EvaluateSyntheticCallback(ConvNet(width=8), every_n_steps=1, num_runs=1, epochs=1, lr="learned")
     model = small_model(batch_real=4, export_dir=str(tmp_path))
@@ -301,3 +303,29 @@ def test_export_records_the_dsa_strategy_that_ran(tmp_path, strategy, applied):
     ran = applied or strategy
     assert "_".join(model.dsa.ops) == ran
     assert SyntheticSet.load(tmp_path / "synthetic.pt").config["model"]["dsa_strategy"] == ran
+
+
+@pytest.mark.parametrize("micro_batch", [0, 4])
+def test_channels_last_keeps_the_loss_and_image_gradients_on_a_fixed_batch(micro_batch):
+    """The 224x224 path's layout (NHWC, small micro-batches) against the NCHW 16-image path: the same
+    network weights, batch and augmentation give the same loss and gradients within float tolerance."""
+    torch.manual_seed(0)
+    real, syn = torch.randn(2 * 8, 3, 64, 64), torch.randn(2 * 3, 3, 64, 64)
+    real_labels = torch.arange(2).repeat_interleave(8)
+
+    def loss_and_grad(**net_kw):
+        net = ConvNet(channel=3, num_classes=2, width=8, depth=4, im_size=64, **net_kw)
+        model = DataDAM(net, ipc=3, batch_real=8, dsa_strategy="color_crop_cutout_flip_scale_rotate")
+        reinitialize(model.net, 7)
+        model.num_classes, model.labels = 2, torch.arange(2).repeat_interleave(3)
+        model.images = torch.nn.Parameter(syn.clone())
+        model.dsa = DSA(model.hparams.dsa_strategy)
+        loss = model.losses(real, real_labels)["loss"]
+        (grad,) = torch.autograd.grad(loss, model.images)
+        return loss.detach(), grad
+
+    loss0, grad0 = loss_and_grad(micro_batch=16)
+    loss1, grad1 = loss_and_grad(micro_batch=micro_batch, channels_last=True)
+    assert loss0 > 0 and grad0.abs().max() > 0
+    torch.testing.assert_close(loss1, loss0, rtol=1e-5, atol=0)
+    torch.testing.assert_close(grad1, grad0, rtol=1e-3, atol=1e-4 * float(grad0.abs().max()))

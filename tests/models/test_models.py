@@ -109,3 +109,21 @@ def test_vgg_and_alexnet_width_scales_every_conv_and_defaults_to_dc_channels():
     x = torch.randn(2, 1, 28, 28)
     for net in (VGG11(width=8), AlexNet(width=8)):
         assert net.embed(x).shape == (2, net.embed_dim) and net(x).shape == (2, 10)
+
+
+def test_convnet_channels_last_runs_nhwc_and_reads_nchw_weights():
+    import torch
+
+    from ddlight.models import ConvNet
+
+    nchw = ConvNet(channel=3, num_classes=2, width=8, depth=3, im_size=32)
+    nhwc = ConvNet(channel=3, num_classes=2, width=8, depth=3, im_size=32, channels_last=True)
+    nhwc.load_state_dict(nchw.state_dict())  # checkpoints of either layout load into the other
+    conv = nhwc.blocks[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    x = torch.randn(5, 3, 32, 32)
+    acts, emb = nhwc.forward_blocks(x)
+    assert acts[0].is_contiguous(memory_format=torch.channels_last)
+    ref_acts, ref_emb = nchw.forward_blocks(x)
+    torch.testing.assert_close(emb, ref_emb, rtol=1e-4, atol=1e-5)  # flattened in (C, H, W) order
+    torch.testing.assert_close(nhwc(x), nchw(x), rtol=1e-4, atol=1e-5)
