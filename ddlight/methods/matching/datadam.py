@@ -25,6 +25,7 @@ from torch import nn
 from ddlight.methods.matching.base import RandomNetworkMatching
 from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
 from ddlight.ops.augment import DEFAULT_STRATEGY
+from ddlight.ops.chunked import chunked_sums, class_sums
 
 
 class DataDAM(RandomNetworkMatching):
@@ -48,6 +49,9 @@ class DataDAM(RandomNetworkMatching):
         checkpoint_every: steps between ``<export dir>/checkpoints/last.ckpt`` saves (0: none; also none when
             the trainer's ``enable_checkpointing`` is false). check_every: steps between reads of the
             divergence flags (see :mod:`ddlight.methods.run_guard`).
+        syn_chunk: > 0 runs the synthetic side in chunks of this many images whose graphs are rebuilt one
+            at a time in the backward pass (:mod:`ddlight.ops.chunked`): the same gradient for one extra
+            forward, and one chunk's activations in memory instead of the whole set's (large images).
     """
 
     method_name = "datadam"
@@ -71,7 +75,10 @@ class DataDAM(RandomNetworkMatching):
         export_dir: str | None = None,
         checkpoint_every: int = 50,
         check_every: int = 10,
+        syn_chunk: int = 0,
     ) -> None:
+        if syn_chunk < 0:
+            raise ValueError(f"syn_chunk must be >= 0 (0: the whole set at once), got {syn_chunk}")
         super().__init__(
             net, ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every, steps_per_network
         )
@@ -89,16 +96,35 @@ class DataDAM(RandomNetworkMatching):
         return [class_means(a, k) for a in acts[:-1]], class_means(emb.float(), k)
 
     def losses(self, real: torch.Tensor, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        k, p = self.num_classes, self.hparams.power
         params = self.siamese_params()
         with torch.inference_mode():
             real_atts, real_emb = self.real_targets(self.dsa.apply(real, params, real_labels))
         # Leave inference mode with ordinary tensors: autograd may need them in the syn-side graph.
         real_atts = [a.clone() for a in real_atts]
         real_emb = real_emb.clone()
-        syn = self.dsa.apply(self.images, params, self.labels)
-        atts, emb = self.net.forward_blocks(syn, reduce=lambda a: spatial_attention(a, p))
-        sam = sum(mean_matching_loss(t, a, k) for t, a in zip(real_atts, atts[:-1], strict=True))
-        mmd = mean_matching_loss(real_emb, emb.float(), k)
+        sam, mmd = self.syn_terms(params, real_atts, real_emb)
         loss = self.hparams.sam_weight * sam + self.hparams.embed_weight * mmd
         return {"loss": loss, "attention": sam, "embedding": mmd}
+
+    def syn_terms(
+        self, params, real_atts: list[torch.Tensor], real_emb: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention and embedding terms of the synthetic side, whole or chunk by chunk."""
+        k, p, chunk = self.num_classes, self.hparams.power, self.hparams.syn_chunk
+        if chunk <= 0 or chunk >= self.images.shape[0]:
+            syn = self.dsa.apply(self.images, params, self.labels)
+            atts, emb = self.net.forward_blocks(syn, reduce=lambda a: spatial_attention(a, p))
+            sam = sum(mean_matching_loss(t, a, k) for t, a in zip(real_atts, atts[:-1], strict=True))
+            return sam, mean_matching_loss(real_emb, emb.float(), k)
+
+        def sums(x: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
+            labels = self.labels[idx]
+            atts, emb = self.net.forward_blocks(
+                self.dsa.apply(x, params, labels), reduce=lambda a: spatial_attention(a, p)
+            )
+            return [class_sums(a, labels, k) for a in atts[:-1]] + [class_sums(emb.float(), labels, k)]
+
+        *att_sums, emb_sum = chunked_sums(sums, self.images, chunk)
+        ipc = self.hparams.ipc
+        sam = sum((t - s / ipc).pow(2).sum() for t, s in zip(real_atts, att_sums, strict=True))
+        return sam, (real_emb - emb_sum / ipc).pow(2).sum()
