@@ -7,7 +7,8 @@ would be; the cost does not depend on the pixels. Each variant runs in its own s
 RSS): the reference-style loop (the authors' structure: batch-norm ConvNet-7, a Python loop over classes
 with a seeded DSA call per class and side, forward hooks that clone every ReLU output), ddlight as the
 config ran before this benchmark (16-image micro-batches, NCHW), and the 224x224 layout (``--micro-batch``,
-channels-last), fp32 and, where the CPU has bf16 units, bf16-mixed. Also printed: the real forward's
+channels-last, the synthetic side in chunks of 10 images), fp32 and, where the CPU has bf16 units,
+bf16-mixed. Also printed: the real forward's
 share of the measured fp32 matmul peak, and the projected wall time of the config and its evaluation.
 
     python benchmarks/mhist_speed.py                      # everything, 3 iterations after 1 warm-up
@@ -25,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "mhist" / "datadam.yaml"
 EVAL_CONFIG = ROOT / "configs" / "mhist" / "evaluate.yaml"
-VARIANTS = {  # name -> (micro_batch, channels_last)
-    "before": (16, False),
-    "tuned": (4, True),
+VARIANTS = {  # name -> (micro_batch, channels_last, syn_chunk)
+    "before": (16, False, 0),
+    "tuned": (4, True, 10),
 }
 
 
@@ -47,13 +48,14 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def cli_parts(data_dir: str, micro_batch: int, channels_last: bool):
+def cli_parts(data_dir: str, micro_batch: int, channels_last: bool, syn_chunk: int):
     """The config's model and data module, as ``python -m ddlight fit`` builds them."""
     from ddlight.cli import DDLightCLI
 
     args = ["--config", str(CONFIG), "--data.init_args.data_dir", data_dir, "--trainer.logger", "false"]
     args += ["--model.init_args.net.init_args.micro_batch", str(micro_batch)]
     args += ["--model.init_args.net.init_args.channels_last", str(channels_last).lower()]
+    args += ["--model.init_args.syn_chunk", str(syn_chunk)]
     args += [
         "--model.init_args.grid_every",
         "0",
@@ -89,7 +91,7 @@ def run_ddlight(a: argparse.Namespace) -> dict:
     import lightning as L
     from distill_speed import peak_rss_gb
 
-    model, dm, cfg = cli_parts(a.data_dir, a.micro_batch, a.channels_last)
+    model, dm, cfg = cli_parts(a.data_dir, a.micro_batch, a.channels_last, a.syn_chunk)
     times: list[float] = []
 
     class Timer(L.Callback):
@@ -190,6 +192,7 @@ def main() -> None:
     ap.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
     ap.add_argument("--micro-batch", type=int, default=16, help=argparse.SUPPRESS)
     ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--syn-chunk", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--peak", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -220,11 +223,14 @@ def main() -> None:
     if ref:
         report("reference-style fp32 (batch norm)", ref, None)
     for name in (v for v in a.variants if v in VARIANTS):
-        mb, cl = VARIANTS[name]
-        flags = ["--micro-batch", str(mb), *(["--channels-last"] if cl else [])]
+        mb, cl, chunk = VARIANTS[name]
+        flags = ["--micro-batch", str(mb), "--syn-chunk", str(chunk), *(["--channels-last"] if cl else [])]
         for precision in ("32-true", "bf16-mixed") if bf16 else ("32-true",):
             res = spawn([*common, *flags, "--precision", precision])
-            report(f"ddlight {name} mb{mb}{' NHWC' if cl else ''} {precision}", res, ref)
+            label = (
+                f"ddlight {name} mb{mb}{' NHWC' if cl else ''}{f' chunk{chunk}' if chunk else ''} {precision}"
+            )
+            report(label, res, ref)
         if not a.no_eval:
             ev = spawn(["--mode", "eval", *common, *flags])
             where = EVAL_CONFIG.relative_to(ROOT)
