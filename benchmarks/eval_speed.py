@@ -2,7 +2,8 @@
 ddlight's evaluator against a reference-style loop (DataLoader over a TensorDataset, batch 256, DSA per
 batch, whole-batch forward, as in DataDAM's ``evaluate_synset``) run by the same command.
 
-    python benchmarks/eval_speed.py --epochs 300 [--precision bf16-mixed] [--dataset cifar10-generated]
+    python benchmarks/eval_speed.py --epochs 300 --runs 1 5 --precision 32-true bf16-mixed
+    python benchmarks/eval_speed.py --epochs 300 --dataset cifar10-generated --no-reference
 
 ``--precision bf16-mixed`` runs ddlight's loop under bf16 autocast (AVX512-BF16 on these CPUs); the
 reference-style loop stays fp32, as the released code runs.
@@ -17,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from bench_data import make_datamodule
 from distill_speed import peak_rss_gb
+from mhist_speed import matmul_peak_gflops
 
 from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA
+from ddlight.ops.flops import count_macs
 
 
 def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, shape: dict) -> float:
@@ -44,10 +47,17 @@ def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, sha
     return time.perf_counter() - t0
 
 
+def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str) -> dict:
+    ev = SyntheticEvaluator(ConvNet(**dm.shape_args()), num_runs=runs, epochs=epochs)
+    res = ev.fit_plain(images, labels, dm.test_dataloader(), dm.name, precision=precision)
+    return {"seconds": res["train_seconds_total"], "mean": res["mean"], "std": res["std"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epochs", type=int, default=300)
-    ap.add_argument("--precision", choices=["32-true", "bf16-mixed"], default="32-true")
+    ap.add_argument("--precision", nargs="+", choices=["32-true", "bf16-mixed"], default=["32-true"])
+    ap.add_argument("--runs", type=int, nargs="+", default=[1], help="num_runs to time, e.g. 1 5")
     ap.add_argument(
         "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
     )
@@ -57,18 +67,29 @@ def main() -> None:
     dm.setup()
     idx = torch.cat([torch.nonzero(dm.train_labels == c).flatten()[:10] for c in range(10)])
     images, labels = dm.normalize(dm.train_images[idx]), dm.train_labels[idx]
-    print(f"{args.dataset}: ConvNet-3 w128, 100 images, {args.epochs} epochs, DSA, one run (training only)")
+    peak = matmul_peak_gflops()
+    macs = count_macs(ConvNet(**dm.shape_args()), tuple(images.shape[1:]))["macs"]
+    flop_per_run = 3 * 2 * macs * len(images) * args.epochs  # forward + backward ~ 3 forwards
+    print(f"{args.dataset}: ConvNet-3 w128, 100 images, {args.epochs} epochs, DSA (training only)")
+    print(f"measured fp32 matmul peak (2048^2): {peak:.0f} GFLOP/s; {flop_per_run / 1e12:.2f} TFLOP per run")
     if not args.no_reference:
         ref = reference_style(images, labels, args.epochs, dm.shape_args())
-        print(f"reference-style loop : {ref:7.1f} s")
-    ev = SyntheticEvaluator(ConvNet(**dm.shape_args()), num_runs=1, epochs=args.epochs)
-    t0 = time.perf_counter()
-    res = ev.fit_plain(images, labels, dm.test_dataloader(), dm.name, precision=args.precision)
-    ours = res["train_seconds_per_run"]
-    speed = "" if args.no_reference else f"   speed-up {ref / ours:.2f}x"
-    print(f"ddlight evaluator    : {ours:7.1f} s{speed}   ({args.precision})")
-    total = time.perf_counter() - t0
-    print(f"with the {len(dm.test_labels)}-image test pass: {total:7.1f} s, peak RSS {peak_rss_gb():.2f} GB")
+        print(f"reference-style loop, 1 run, fp32 : {ref:7.1f} s")
+    for precision in args.precision:
+        one = None
+        for runs in args.runs:
+            r = ddlight_run(images, labels, dm, args.epochs, runs, precision)
+            share = runs * flop_per_run / r["seconds"] / 1e9 / peak
+            line = f"ddlight, {runs} run(s), {precision:>10}: {r['seconds']:7.1f} s"
+            line += f"  {100 * share:4.0f} % of peak"
+            line += f"  acc {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %"
+            one = r["seconds"] / runs if one is None and runs == 1 else one
+            if one is not None and runs > 1:
+                line += f"  = {r['seconds'] / one:.2f} x one run"
+            if not args.no_reference and runs == 1:
+                line += f"  speed-up {ref / r['seconds']:.2f}x"
+            print(line, flush=True)
+    print(f"peak RSS {peak_rss_gb():.2f} GB")
 
 
 if __name__ == "__main__":
