@@ -51,7 +51,7 @@ from ddlight.artifacts import (
 )
 from ddlight.data.base import dataset_name
 from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
-from ddlight.methods.scoring import DEFAULT_LR_GRID, Baselines, RealSplits, score, search_lr
+from ddlight.methods.scoring import DEFAULT_LR_GRID, Baselines, RealSplits, add_scores, search_lr
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
@@ -152,7 +152,7 @@ class SyntheticEvaluator(L.LightningModule):
         self._partial = ""
         self.dataset_name = ""
         self._lr_search: dict[str, float] | None = None
-        self._splits: RealSplits | None = None
+        self.splits: RealSplits | None = None
 
     # ----------------------------------------------------------------------------- shared pieces
     def prepare(
@@ -220,7 +220,7 @@ class SyntheticEvaluator(L.LightningModule):
         }
         if self._lr_search is not None:
             self.results["lr_search"] = {
-                "validation": self._splits.describe(),
+                "validation": self.splits.describe(),
                 "val_accuracy": self._lr_search,
             }
         if self._partial:
@@ -313,10 +313,10 @@ class SyntheticEvaluator(L.LightningModule):
         if self._partial:
             rank_zero_warn(f"SyntheticEvaluator: {source} is a partial set ({self._partial})")
         if stage == "fit" and (self.hparams.lr == SEARCH or self.baselines is not None):
-            self._splits = self.real_splits(dm)
+            self.splits = self.real_splits(dm)
         if stage == "fit" and self.hparams.lr == SEARCH:
             self.base_lr, self._lr_search = search_lr(
-                self, syn.images, syn.labels, self._splits.val_loader(), self.lr_grid
+                self, syn.images, syn.labels, self.splits.val_loader(), self.lr_grid
             )
             rank_zero_info(f"[ddlight] lr {self.base_lr:g} chosen on the validation split: {self._lr_search}")
 
@@ -360,7 +360,7 @@ class SyntheticEvaluator(L.LightningModule):
         dm = self.trainer.datamodule
         res = self.finish(dm.test_dataloader(), seconds)
         if self.baselines is not None:
-            self.add_scores(dm)
+            add_scores(self, dm)
         rank_zero_info(
             f"[ddlight] {res['architecture']} on the synthetic set: test accuracy "
             f"{100 * res['mean']:.2f} +- {100 * res['std']:.2f} % over {res['num_runs']} runs "
@@ -374,24 +374,6 @@ class SyntheticEvaluator(L.LightningModule):
                     TAG_EVAL_SECONDS: res["train_seconds_per_run"],
                 },
                 self.global_step,
-            )
-
-    def add_scores(self, dm: Any) -> None:
-        """The scored protocol's runs (fresh networks, plain loops) and scores, into the results file."""
-        with torch.inference_mode(False), torch.enable_grad():
-            extra = score(self, dm.synthetic, self._splits, dm.test_dataloader())
-        self.results.update(extra)
-        if self.hparams.results_path:
-            write_json_atomic(Path(self.hparams.results_path), self.results)
-        s = extra["scores"]
-        rank_zero_info(
-            f"[ddlight] scores: HLR {s['HLR']:.4f} IOR {s['IOR']:.4f} LRS {s['LRS']:.4f} ARS {s['ARS']:.4f} "
-            f"(random subset {100 * extra['baselines']['random']['mean']:.2f} %, full data "
-            f"{100 * extra['baselines']['full']['mean']:.2f} %)"
-        )
-        if self.logger is not None:
-            self.logger.log_metrics(
-                {f"eval/{k}": s[k] for k in ("HLR", "IOR", "LRS", "ARS")}, self.global_step
             )
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from ddlight.data.base import batch_loader
 from ddlight.data.subsets import random_subset, validation_split
@@ -197,3 +198,21 @@ def score(evaluator: Any, syn: Any, splits: RealSplits, test_loader: Iterable) -
         "baselines": asdict(cfg),
     }
     return {"scores": scores, "baselines": runs, "protocol": protocol, "formulas": FORMULAS}
+
+
+def add_scores(evaluator: Any, dm: Any) -> None:
+    """The scored protocol's runs (fresh networks, plain loops) and scores, into the evaluator's results
+    (and its results file), logged."""
+    with torch.inference_mode(False), torch.enable_grad():
+        extra = score(evaluator, dm.synthetic, evaluator.splits, dm.test_dataloader())
+    evaluator.results.update(extra)
+    if evaluator.hparams.results_path:
+        atomic_json_dump(evaluator.results, Path(evaluator.hparams.results_path), sort_keys=False)
+    s, runs = extra["scores"], extra["baselines"]
+    rank_zero_info(
+        f"[ddlight] scores: HLR {s['HLR']:.4f} IOR {s['IOR']:.4f} LRS {s['LRS']:.4f} ARS {s['ARS']:.4f} "
+        f"(random subset {100 * runs['random']['mean']:.2f} %, full data {100 * runs['full']['mean']:.2f} %)"
+    )
+    if evaluator.logger is not None:
+        metrics = {f"eval/{k}": s[k] for k in ("HLR", "IOR", "LRS", "ARS")}
+        evaluator.logger.log_metrics(metrics, evaluator.global_step)

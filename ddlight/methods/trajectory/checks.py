@@ -3,14 +3,17 @@ read (a wrong window or step count would otherwise fail minutes into a run)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def check_args(
     init: str,
     syn_steps: int,
     expert_epochs: int,
     batch_syn: int | None,
-    checkpoint_segments: int,
     label_experts: int | None,
+    checkpoint_segments: int,
+    memory_budget_mb: float | None = None,
 ) -> None:
     """Argument checks, at construction rather than after the buffer has been read."""
     if init not in ("real", "noise"):
@@ -23,6 +26,20 @@ def check_args(
         raise ValueError(f"checkpoint_segments must be >= 0, got {checkpoint_segments}")
     if label_experts is not None and label_experts < 1:
         raise ValueError(f"label_experts must be >= 1 or None, got {label_experts}")
+    check_budget(checkpoint_segments, memory_budget_mb)
+
+
+def check_budget(checkpoint_segments: int, memory_budget_mb: float | None) -> None:
+    """Segments come either as a count or from a memory budget, never both."""
+    if memory_budget_mb is None:
+        return
+    if memory_budget_mb <= 0:
+        raise ValueError(f"memory_budget_mb must be > 0 (MB of unrolled graph), got {memory_budget_mb}")
+    if checkpoint_segments:
+        raise ValueError(
+            f"set checkpoint_segments ({checkpoint_segments}) or memory_budget_mb ({memory_budget_mb}), not "
+            "both: the budget chooses the segment count"
+        )
 
 
 def check_window(min_start_epoch: int, current_max_start_epoch: int | None, max_start_epoch: int) -> None:
@@ -34,3 +51,12 @@ def check_window(min_start_epoch: int, current_max_start_epoch: int | None, max_
             f"drawn from [min, bound)); got {min_start_epoch}, {current_max_start_epoch}, "
             f"{max_start_epoch}"
         )
+
+
+def check_settings(s: dict[str, Any]) -> None:
+    """Every argument check of :class:`~ddlight.methods.trajectory.core.TrajectoryMatching`'s settings."""
+    check_args(
+        s["init"], s["syn_steps"], s["expert_epochs"], s["batch_syn"], s["label_experts"],
+        s["checkpoint_segments"], s["memory_budget_mb"],
+    )  # fmt: skip
+    check_window(s["min_start_epoch"], s["current_max_start_epoch"], s["max_start_epoch"])

@@ -80,7 +80,7 @@ from ddlight.methods.trajectory.buffer import (
     open_completed,
     parameter_layout,
 )
-from ddlight.methods.trajectory.checks import check_args, check_window
+from ddlight.methods.trajectory.checks import check_settings
 from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, mask_summary
 from ddlight.methods.trajectory.labels import (
     class_typical_labels,
@@ -92,6 +92,7 @@ from ddlight.methods.trajectory.threshold import guarded_step, report_skips
 from ddlight.methods.trajectory.unroll import (
     IterationPlan,
     SavedBytes,
+    budget_segments,
     minibatch_schedule,
     student_steps,
     unroll_student,
@@ -139,7 +140,9 @@ class TrajectoryMatching(Distiller):
         init_pool: real candidates per class searched for correctly classified images.
         dsa_strategy: DSA ops; ``auto`` (default) drops flip for digit datasets (``strategy_for``).
         checkpoint_segments: 0 keeps the whole unrolled graph; s > 0 recomputes it in s segments during
-            backward (about sqrt(syn_steps) segments minimises memory).
+            backward (about sqrt(syn_steps) segments minimises memory). memory_budget_mb: instead of a
+            count, the fewest segments whose graph fits this many MB, from one step's graph measured at
+            the first iteration (:func:`.segments_for_budget`); the gradients are the same either way.
         seed, grid_every, export_dir, checkpoint_every, check_every: as for every distiller (DataDAM).
     """
 
@@ -175,6 +178,7 @@ class TrajectoryMatching(Distiller):
         init_pool: int = 64,
         dsa_strategy: str = DEFAULT_STRATEGY,
         checkpoint_segments: int = 0,
+        memory_budget_mb: float | None = None,
         seed: int = 0,
         grid_every: int = 100,
         export_dir: str | None = None,
@@ -183,12 +187,10 @@ class TrajectoryMatching(Distiller):
     ) -> None:
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
-        check_args(init, syn_steps, expert_epochs, batch_syn, checkpoint_segments, label_experts)
-        check_window(min_start_epoch, current_max_start_epoch, max_start_epoch)
+        check_settings(given)
         self.save_hyperparameters()
-        # MTT and DATM fix some of these arguments and leave them out of their signatures, so hparams (what
-        # the user configured, what a checkpoint re-instantiates from) lack them; ``settings`` is every
-        # argument the method runs with, and what this module reads.
+        # MTT/DATM fix some arguments and leave them out of their signatures (so out of hparams, what a
+        # checkpoint re-instantiates from); ``settings`` is every argument the method runs with.
         self.settings = SimpleNamespace(**{k: v for k, v in given.items() if k != "net"})
         self.depth_ratio = default_depth_ratio(ipc) if depth_ratio is None else float(depth_ratio)
         fiem_mask([1], self.depth_ratio)  # validate now, not after the buffer has been read
@@ -208,6 +210,7 @@ class TrajectoryMatching(Distiller):
         self._plan: Any = None  # this step's plan, ok flag and graph size: set by distill_losses/apply_update
         self._ok: torch.Tensor | None = None
         self._graph_mb = 0.0
+        self._budget_segments: int | None = None  # chosen at the first iteration from memory_budget_mb
 
     # ----------------------------------------------------------------------------------------- set up
     def setup(self, stage: str) -> None:
@@ -313,7 +316,13 @@ class TrajectoryMatching(Distiller):
         """The student after ``syn_steps`` differentiable SGD steps from ``start``."""
         labels = self.label_logits if self.label_logits is not None else self.labels
         run = functools.partial(student_steps, self.net, self.dsa, self._unflatten)
-        segments = self.settings.checkpoint_segments
+        hp = self.settings
+        if hp.memory_budget_mb is not None and self._budget_segments is None:
+            budget = (hp.syn_steps, hp.memory_budget_mb)
+            self._budget_segments = budget_segments(
+                run, start, plan, self.images, labels, self.syn_lr, *budget
+            )
+        segments = hp.checkpoint_segments if hp.memory_budget_mb is None else self._budget_segments
         return unroll_student(run, start, plan, self.images, labels, self.syn_lr, segments)
 
     def iteration_loss(self, plan: IterationPlan) -> tuple[torch.Tensor, float]:

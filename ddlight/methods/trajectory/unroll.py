@@ -15,11 +15,13 @@ process peak (RSS on CPU, allocator peak on CUDA).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.func import functional_call
 
@@ -130,6 +132,52 @@ def unroll_student(
         else:
             flat = run(flat, images, labels, lr, steps[a:b])
     return flat
+
+
+def probe_step_mb(
+    run: Callable[..., torch.Tensor],
+    start: torch.Tensor,
+    plan: IterationPlan,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lr: torch.Tensor,
+) -> float:
+    """MB autograd keeps for one unrolled step (the plan's first), measured by running it once."""
+    saved = SavedBytes()
+    flat = start.detach().clone().requires_grad_(True)
+    with saved:
+        run(flat, images, labels, lr, [(plan.batches[0], plan.augs[0])])
+    return saved.megabytes
+
+
+def segments_for_budget(step_mb: float, steps: int, budget_mb: float) -> int:
+    """The fewest recomputed segments whose largest one keeps at most ``budget_mb`` of graph (0: the
+    whole unrolled graph fits, nothing is recomputed). A segment holds at least one step, so a budget
+    below one step's graph gives one segment per step."""
+    if steps * step_mb <= budget_mb:
+        return 0
+    per_segment = max(1, int(budget_mb // step_mb)) if step_mb > 0 else steps
+    return min(steps, math.ceil(steps / per_segment))
+
+
+def budget_segments(
+    run: Callable[..., torch.Tensor],
+    start: torch.Tensor,
+    plan: IterationPlan,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lr: torch.Tensor,
+    steps: int,
+    budget_mb: float,
+) -> int:
+    """Segments for ``budget_mb``, from one step's graph measured on this plan (logged once)."""
+    step_mb = probe_step_mb(run, start, plan, images, labels, lr)
+    segments = segments_for_budget(step_mb, steps, budget_mb)
+    rank_zero_info(
+        f"[ddlight] one student step keeps {step_mb:.1f} MB of graph: {segments} checkpoint segment(s) of "
+        f"{steps} steps fit memory_budget_mb={budget_mb:g}"
+    )
+    return segments
 
 
 def _shadow_pack(t: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from ddlight.methods.trajectory import (
     minibatch_schedule,
     segment_bounds,
 )
+from ddlight.methods.trajectory.unroll import segments_for_budget
 from ddlight.models import ConvNet
 from ddlight.ops.losses import matching_loss
 from tests.helpers import ROOT
@@ -149,6 +150,30 @@ def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
     for a, b in zip(g0, g1, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
     assert mb1 < mb0 / 2  # segments keep only their boundaries until backward
+
+
+def test_segments_by_hand_from_a_memory_budget():
+    assert segments_for_budget(step_mb=10.0, steps=8, budget_mb=80.0) == 0  # everything fits
+    assert segments_for_budget(10.0, 8, 30.0) == 3  # 3 steps per segment -> 3 segments
+    assert segments_for_budget(10.0, 8, 5.0) == 8  # below one step: one step per segment
+    with pytest.raises(ValueError, match="not both"):
+        make_pad(Path("unused"), checkpoint_segments=2, memory_budget_mb=100.0)
+    with pytest.raises(ValueError, match="memory_budget_mb must be > 0"):
+        make_pad(Path("unused"), memory_budget_mb=0.0)
+
+
+def test_a_memory_budget_chooses_segments_and_keeps_the_gradients(buffer_dir, tmp_path):
+    model = make_pad(buffer_dir, syn_steps=6, dsa_strategy="color_crop_cutout_scale_rotate")
+    fit(model, 0, tmp_path)
+    plan = plan_of(model)
+    whole, whole_mb = model.iteration_loss(plan)
+    (g_whole,) = torch.autograd.grad(whole, model.images)
+    model.settings.memory_budget_mb = 2.5 * whole_mb / 6  # about two steps of graph
+    budgeted, budget_mb = model.iteration_loss(plan)
+    (g_budget,) = torch.autograd.grad(budgeted, model.images)
+    assert model._budget_segments == 3 and budget_mb < whole_mb / 2
+    torch.testing.assert_close(budgeted, whole)
+    torch.testing.assert_close(g_budget, g_whole, rtol=1e-4, atol=1e-7)
 
 
 def test_training_lowers_the_loss_and_exports(buffer_dir, tmp_path):
