@@ -318,10 +318,14 @@ class TrajectoryMatching(Distiller):
         run = functools.partial(student_steps, self.net, self.dsa, self._unflatten)
         hp = self.settings
         if hp.memory_budget_mb is not None and self._budget_segments is None:
-            budget = (hp.syn_steps, hp.memory_budget_mb)
-            self._budget_segments = budget_segments(
-                run, start, plan, self.images, labels, self.syn_lr, *budget
-            )
+            first = [(plan.batches[0], plan.augs[0])]
+
+            def one() -> torch.Tensor:
+                return run(
+                    start.detach().clone().requires_grad_(True), self.images, labels, self.syn_lr, first
+                )
+
+            self._budget_segments = budget_segments(one, hp.syn_steps, hp.memory_budget_mb)
         segments = hp.checkpoint_segments if hp.memory_budget_mb is None else self._budget_segments
         return unroll_student(run, start, plan, self.images, labels, self.syn_lr, segments)
 

@@ -134,22 +134,6 @@ def unroll_student(
     return flat
 
 
-def probe_step_mb(
-    run: Callable[..., torch.Tensor],
-    start: torch.Tensor,
-    plan: IterationPlan,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    lr: torch.Tensor,
-) -> float:
-    """MB autograd keeps for one unrolled step (the plan's first), measured by running it once."""
-    saved = SavedBytes()
-    flat = start.detach().clone().requires_grad_(True)
-    with saved:
-        run(flat, images, labels, lr, [(plan.batches[0], plan.augs[0])])
-    return saved.megabytes
-
-
 def segments_for_budget(step_mb: float, steps: int, budget_mb: float) -> int:
     """The fewest recomputed segments whose largest one keeps at most ``budget_mb`` of graph (0: the
     whole unrolled graph fits, nothing is recomputed). A segment holds at least one step, so a budget
@@ -160,22 +144,16 @@ def segments_for_budget(step_mb: float, steps: int, budget_mb: float) -> int:
     return min(steps, math.ceil(steps / per_segment))
 
 
-def budget_segments(
-    run: Callable[..., torch.Tensor],
-    start: torch.Tensor,
-    plan: IterationPlan,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    lr: torch.Tensor,
-    steps: int,
-    budget_mb: float,
-) -> int:
-    """Segments for ``budget_mb``, from one step's graph measured on this plan (logged once)."""
-    step_mb = probe_step_mb(run, start, plan, images, labels, lr)
-    segments = segments_for_budget(step_mb, steps, budget_mb)
+def budget_segments(one_step: Callable[[], Any], steps: int, budget_mb: float) -> int:
+    """Segments for ``budget_mb``, from the graph of ``one_step()`` (one unrolled student step) measured
+    once; logged."""
+    saved = SavedBytes()
+    with saved:
+        one_step()
+    segments = segments_for_budget(saved.megabytes, steps, budget_mb)
     rank_zero_info(
-        f"[ddlight] one student step keeps {step_mb:.1f} MB of graph: {segments} checkpoint segment(s) of "
-        f"{steps} steps fit memory_budget_mb={budget_mb:g}"
+        f"[ddlight] one student step keeps {saved.megabytes:.1f} MB of graph: {segments} checkpoint "
+        f"segment(s) of {steps} steps fit memory_budget_mb={budget_mb:g}"
     )
     return segments
 
