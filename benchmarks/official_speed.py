@@ -29,11 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 SCRIPTS = {"dm": "main_DM.py", "dc": "main.py", "dsa": "main.py"}
-CONFIGS = {
-    "dm": "configs/mnist/dm_ipc10.yaml",
-    "dc": "configs/mnist/dc_ipc10.yaml",
-    "dsa": "configs/mnist/dsa_ipc10.yaml",
-}
+CONFIGS = {m: f"configs/mnist/{m}_ipc10.yaml" for m in ("dm", "dc", "dsa")}
+# --cpu-sized: ddlight's CPU configs, and the official scripts at the same sizes (their ConvNetW32 is
+# ddlight's ConvNet width 32)
+CPU_CONFIGS = {m: f"configs/mnist/{m}.yaml" for m in ("dm", "dc", "dsa")}
+CPU_OFFICIAL = {"dm": ["--batch_real", "64"], "dc": ["--model", "ConvNetW32", "--batch_real", "32"]}
+CPU_OFFICIAL["dsa"] = CPU_OFFICIAL["dc"]
 OUTER_LOOP = {"dm": 1, "dc": 10, "dsa": 10}  # image updates per official iteration (get_loops(10))
 TIMING = "print('ITER_TIME %d %.4f' % (it, time.time() - _t_it), flush=True)  # ddlight timing patch"
 
@@ -60,10 +61,10 @@ def patched_copy(official: Path, into: Path) -> None:
     )
 
 
-def official(method: str, workdir: Path, iterations: int) -> list[float]:
+def official(method: str, workdir: Path, iterations: int, extra: list[str]) -> list[float]:
     args = [sys.executable, SCRIPTS[method], "--dataset", "MNIST", "--ipc", "10", "--num_exp", "1"]
     args += ["--num_eval", "0", "--Iteration", str(iterations), "--data_path", str(DATA), "--init", "real"]
-    args += ["--save_path", str(workdir / "result")]
+    args += ["--save_path", str(workdir / "result"), *extra]
     if method == "dsa":
         args += ["--method", "DSA", "--dsa_strategy", "color_crop_cutout_flip_scale_rotate"]
     elif method == "dc":
@@ -77,13 +78,13 @@ def official(method: str, workdir: Path, iterations: int) -> list[float]:
     return times[1:]  # iteration 0 also saves the image grid
 
 
-def ours(method: str, steps: int) -> list[float]:
+def ours(method: str, steps: int, config: str) -> list[float]:
     # DC runs without augmentation on both sides; DSA and DM with the official strategy (flip kept)
     overlay = [] if method == "dc" else ["--config", "configs/overlays/dsa_keep_flip.yaml"]
     code = f"""
 import time, lightning as L
 from ddlight.cli import DDLightCLI
-cli = DDLightCLI(args=["--config", "{CONFIGS[method]}", *{overlay!r},
+cli = DDLightCLI(args=["--config", "{config}", *{overlay!r},
     "--trainer.logger", "false", "--model.init_args.grid_every", "0",
     "--model.init_args.export_dir", "artifacts/bench_official_{method}"], run=False)
 times = []
@@ -106,17 +107,20 @@ def main() -> None:
     ap.add_argument("--official", type=Path, required=True, help="a checkout of VICO-UoE/DatasetCondensation")
     ap.add_argument("--methods", nargs="+", default=["dm", "dsa", "dc"], choices=list(SCRIPTS))
     ap.add_argument("--iterations", type=int, default=6, help="official iterations (the first is dropped)")
+    ap.add_argument("--cpu-sized", action="store_true", help="ddlight's CPU configs (DC/DSA width 32)")
     a = ap.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "all")
-    print(f"MNIST IPC 10, real init, ConvNet-3 w128, batch_real 256; threads {threads}")
+    sizes = "CPU-sized (DM 64/class; DC/DSA width 32, 32/class)" if a.cpu_sized else "w128, batch_real 256"
+    print(f"MNIST IPC 10, real init, ConvNet-3 {sizes}; threads {threads}")
     print(f"{'method':>6} {'official s/iter':>16} {'ddlight s/iter':>15} {'speed-up':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         patched_copy(a.official, Path(tmp))
         for method in a.methods:
             t0 = time.perf_counter()
-            ref = statistics.median(official(method, Path(tmp), a.iterations))
+            extra = CPU_OFFICIAL[method] if a.cpu_sized else []
+            ref = statistics.median(official(method, Path(tmp), a.iterations, extra))
             k = OUTER_LOOP[method]
-            steps = ours(method, k * a.iterations)
+            steps = ours(method, k * a.iterations, (CPU_CONFIGS if a.cpu_sized else CONFIGS)[method])
             mine = statistics.median([sum(steps[i : i + k]) for i in range(k, len(steps) - k + 1, k)])
             wall = time.perf_counter() - t0
             print(f"{method:>6} {ref:>16.3f} {mine:>15.3f} {ref / mine:>8.2f}x   ({wall:.0f} s)", flush=True)
