@@ -88,9 +88,10 @@ def resolve_lr(lr: float | str, extra: dict[str, Any] | None, source: str) -> fl
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
-    """Multiplier of the base lr at ``epoch`` (0-based)."""
+    """Multiplier of the base lr at ``epoch`` (0-based). ``step`` decays from epoch ``epochs // 2`` on, but
+    never before the first epoch is done: a 1-epoch run (a short full-data baseline) trains at the rate."""
     if schedule == "step":
-        return 0.1 if epoch >= epochs // 2 else 1.0
+        return 0.1 if epoch >= max(1, epochs // 2) else 1.0
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
     return 1.0

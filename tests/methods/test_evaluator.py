@@ -14,6 +14,7 @@ from tests.helpers.cli_args import QUIET
 def test_lr_schedules():
     assert lr_factor("step", 0, 300) == 1.0 and lr_factor("step", 149, 300) == 1.0
     assert lr_factor("step", 150, 300) == pytest.approx(0.1)
+    assert lr_factor("step", 0, 1) == 1.0 and lr_factor("step", 1, 2) == pytest.approx(0.1)
     assert lr_factor("cosine", 0, 50) == 1.0
     assert lr_factor("cosine", 25, 50) == pytest.approx(0.5)
     assert lr_factor("none", 40, 50) == 1.0
