@@ -1,0 +1,108 @@
+"""One trajectory-matching iteration (MTT/DATM/PAD's unrolled student, ConvNet-3 w128 on MNIST-shaped
+images, DSA, soft labels and a learnable rate), timed for the whole graph and for the segments a memory
+budget chooses, in one command: seconds per iteration, the graph autograd keeps, and the largest
+difference of the gradients on the images, the soft labels and ``syn_lr`` between the two.
+
+Timing does not depend on the expert's values, so the start and target parameters are a fresh network's
+and a small perturbation of them; ``--profile`` prints torch.profiler's table of the whole-graph path.
+
+    python benchmarks/trajectory_speed.py --ipc 1 10 50 --syn-steps 20 [--budget-mb 500] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import torch
+
+from ddlight.methods.trajectory.buffer import parameter_layout
+from ddlight.methods.trajectory.unroll import (
+    IterationPlan,
+    SavedBytes,
+    budget_segments,
+    minibatch_schedule,
+    student_steps,
+    unroll_student,
+)
+from ddlight.models import ConvNet
+from ddlight.ops.augment import DSA, strategy_for
+from ddlight.ops.losses import matching_loss
+
+
+def setup(ipc: int, syn_steps: int, seed: int = 0):
+    torch.manual_seed(seed)
+    net = ConvNet(channel=1, num_classes=10, width=128, im_size=28).requires_grad_(False)
+    names, shapes, sizes = parameter_layout(net)
+
+    def unflatten(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: c.view(s) for n, c, s in zip(names, flat.split(sizes), shapes, strict=True)}
+
+    start = torch.cat([p.detach().flatten() for p in net.parameters()])
+    target = start + 0.01 * torch.randn_like(start)
+    learned = {
+        "images": torch.randn(10 * ipc, 1, 28, 28, requires_grad=True),
+        "labels": torch.randn(10 * ipc, 10, requires_grad=True),
+        "syn_lr": torch.tensor(0.01, requires_grad=True),
+    }
+    dsa = DSA(strategy_for("mnist", "auto"))
+    gen = torch.Generator().manual_seed(seed)
+    batches = minibatch_schedule(10 * ipc, 10 * ipc, syn_steps, gen)
+    plan = IterationPlan(0, 0, 1, batches, [dsa.sample(len(b), gen, share_op=True) for b in batches])
+    run = functools.partial(student_steps, net, dsa, unflatten)
+    return run, start, target, learned, plan
+
+
+def iteration(run, start, target, learned, plan, segments: int) -> tuple[float, float, list[torch.Tensor]]:
+    for t in learned.values():
+        t.grad = None
+    saved = SavedBytes()
+    t0 = time.perf_counter()
+    with saved:
+        end = unroll_student(
+            run, start, plan, learned["images"], learned["labels"], learned["syn_lr"], segments
+        )
+        loss = matching_loss(end, start, target)
+    loss.backward()
+    return time.perf_counter() - t0, saved.megabytes, [t.grad.clone() for t in learned.values()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
+    ap.add_argument("--syn-steps", type=int, default=20)
+    ap.add_argument("--budget-mb", type=float, default=500.0, help="memory_budget_mb of the segmented path")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    threads = torch.get_num_threads()
+    print(f"ConvNet-3 w128, MNIST-shaped, {a.syn_steps} student steps, DSA, soft labels; threads {threads}")
+    head = "max |grad diff| images / labels / syn_lr"
+    print(f"{'IPC':>4} {'path':>22} {'s/iter':>8} {'graph MB':>9} {head:>44}")
+    for ipc in a.ipc:
+        run, start, target, learned, plan = setup(ipc, a.syn_steps)
+        one = functools.partial(
+            run, start.clone().requires_grad_(True), learned["images"], learned["labels"], learned["syn_lr"],
+            [(plan.batches[0], plan.augs[0])],
+        )  # fmt: skip
+        segments = budget_segments(one, a.syn_steps, a.budget_mb)
+        results = {}
+        for name, s in (("whole graph", 0), (f"budget: {segments} segment(s)", segments)):
+            iteration(run, start, target, learned, plan, s)  # warm-up
+            times = [iteration(run, start, target, learned, plan, s) for _ in range(a.repeats)]
+            results[name] = (min(t for t, _, _ in times), times[-1][1], times[-1][2])
+        (t0, mb0, g0), *others = results.values()
+        for name, (t, mb, g) in results.items():
+            diffs = " / ".join(f"{float((x - y).abs().max()):.2e}" for x, y in zip(g, g0, strict=True))
+            print(f"{ipc:>4} {name:>22} {t:>8.3f} {mb:>9.1f} {diffs:>44}", flush=True)
+        if a.profile:
+            from torch.profiler import profile
+
+            with profile() as prof:
+                iteration(run, start, target, learned, plan, 0)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
+if __name__ == "__main__":
+    main()
