@@ -17,15 +17,8 @@ import time
 
 import torch
 
+from ddlight.methods.trajectory import unroll
 from ddlight.methods.trajectory.buffer import parameter_layout
-from ddlight.methods.trajectory.unroll import (
-    IterationPlan,
-    SavedBytes,
-    budget_segments,
-    minibatch_schedule,
-    student_steps,
-    unroll_student,
-)
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import matching_loss
@@ -48,19 +41,19 @@ def setup(ipc: int, syn_steps: int, seed: int = 0):
     }
     dsa = DSA(strategy_for("mnist", "auto"))
     gen = torch.Generator().manual_seed(seed)
-    batches = minibatch_schedule(10 * ipc, 10 * ipc, syn_steps, gen)
-    plan = IterationPlan(0, 0, 1, batches, [dsa.sample(len(b), gen, share_op=True) for b in batches])
-    run = functools.partial(student_steps, net, dsa, unflatten)
+    batches = unroll.minibatch_schedule(10 * ipc, 10 * ipc, syn_steps, gen)
+    plan = unroll.IterationPlan(0, 0, 1, batches, [dsa.sample(len(b), gen, share_op=True) for b in batches])
+    run = functools.partial(unroll.student_steps, net, dsa, unflatten)
     return run, start, target, learned, plan
 
 
 def iteration(run, start, target, learned, plan, segments: int) -> tuple[float, float, list[torch.Tensor]]:
     for t in learned.values():
         t.grad = None
-    saved = SavedBytes()
+    saved = unroll.SavedBytes()
     t0 = time.perf_counter()
     with saved:
-        end = unroll_student(
+        end = unroll.unroll_student(
             run, start, plan, learned["images"], learned["labels"], learned["syn_lr"], segments
         )
         loss = matching_loss(end, start, target)
@@ -86,7 +79,7 @@ def main() -> None:
             run, start.clone().requires_grad_(True), learned["images"], learned["labels"], learned["syn_lr"],
             [(plan.batches[0], plan.augs[0])],
         )  # fmt: skip
-        segments = budget_segments(one, a.syn_steps, a.budget_mb)
+        segments = unroll.budget_segments(one, a.syn_steps, a.budget_mb)
         results = {}
         for name, s in (("whole graph", 0), (f"budget: {segments} segment(s)", segments)):
             iteration(run, start, target, learned, plan, s)  # warm-up
