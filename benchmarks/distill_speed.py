@@ -94,16 +94,15 @@ def run_reference_style(batch_real: int, steps: int, warmup: int) -> dict:
 def reference_loop(
     dm, make_net, ipc: int, batch_real: int, iterations: int, strategy: str = "color_crop_cutout_scale_rotate"
 ) -> list[float]:
-    """Seconds of each iteration of the released DataDAM loop's structure (not used by ddlight): the
-    training set held as normalised float, a fresh network per iteration, a Python loop over classes with
-    a seeded DSA draw per class, ReLU outputs cloned by forward hooks, x100 weights on both terms."""
+    """Per-iteration seconds of the released DataDAM loop's structure (float training set, a fresh net
+    per iteration, per-class DSA loop, ReLU outputs cloned by hooks, x100 weights); not used by ddlight."""
     import torch
     import torch.nn.functional as F
 
     from ddlight.ops.augment import DSA
 
     torch.manual_seed(0)
-    k = dm.num_classes
+    k = dm.num_classes  # classes; ipc / batch_real images of each per iteration
     images_all, labels_all = dm.normalize(dm.train_images), dm.train_labels
     indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(k)]
     image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
@@ -113,13 +112,10 @@ def reference_loop(
     def attention(f: torch.Tensor) -> torch.Tensor:
         return F.normalize(f.abs().sum(1).view(f.shape[0], -1), p=2.0)
 
-    times = []
+    times: list[float] = []
     for it in range(iterations):
         t0 = time.perf_counter()
-        net = make_net()
-        net.train()
-        for p in net.parameters():
-            p.requires_grad = False
+        net = make_net().train().requires_grad_(False)  # the released loop sets each requires_grad
         acts: list[torch.Tensor] = []
 
         def keep(m, i, o, acts=acts):
@@ -145,8 +141,8 @@ def reference_loop(
             ra = attention(real_acts[layer].detach()).view(k, batch_real, -1).mean(1)
             sa = attention(syn_acts[layer]).view(k, ipc, -1).mean(1)
             loss = loss + 100 * ((ra - sa) ** 2).sum()
-        embed_gap = out_real.view(k, batch_real, -1).mean(1) - out_syn.view(k, ipc, -1).mean(1)
-        loss = loss + 100 * 0.01 * (embed_gap**2).sum()
+        gap = out_real.view(k, batch_real, -1).mean(1) - out_syn.view(k, ipc, -1).mean(1)
+        loss = loss + 100 * 0.01 * (gap**2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -183,9 +183,7 @@ def main() -> None:
     ap.add_argument(
         "--variants", nargs="+", default=["reference", *VARIANTS], choices=["reference", *VARIANTS]
     )
-    ap.add_argument(
-        "--bf16", choices=["auto", "yes", "no"], default="auto", help="auto: only with bf16 units"
-    )
+    ap.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto", help="auto: with bf16 units")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation projection")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="ddlight", help=argparse.SUPPRESS)
@@ -216,8 +214,8 @@ def main() -> None:
         "--peak",
         str(peak),
     ]
-    print(f"measured fp32 matmul peak (2048^2): {peak:.0f} GFLOP/s; bf16 units: {has_bf16_units()}")
-    print(f"DataDAM {CONFIG.relative_to(ROOT)}: median of {a.steps} iterations after {a.warmup} warm-up")
+    print(f"fp32 matmul peak (2048^2): {peak:.0f} GFLOP/s; bf16 units: {has_bf16_units()}; DataDAM "
+          f"{CONFIG.relative_to(ROOT)}: median of {a.steps} iterations after {a.warmup} warm-up")  # fmt: skip
     print(f"{'variant':>34} {'s/iter':>8} {'RSS GB':>8} {'vs ref':>8}")
     ref = spawn(["--mode", "reference", *common]) if "reference" in a.variants else None
     if ref:
