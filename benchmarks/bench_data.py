@@ -4,6 +4,7 @@ so that every cost of a CIFAR-10 run but reading the pickles is measured without
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -32,3 +33,13 @@ def make_datamodule(name: str, **kwargs) -> RealDataModule:
     if name == "cifar10-generated":
         return GeneratedCIFAR10(**kwargs)
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
+    """fp32 GFLOP/s of an n x n matmul on this machine, in this process's thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9

@@ -16,9 +16,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_data import make_datamodule
+from bench_data import make_datamodule, matmul_peak_gflops
 from distill_speed import peak_rss_gb
-from mhist_speed import matmul_peak_gflops
 
 from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
 from ddlight.models import ConvNet

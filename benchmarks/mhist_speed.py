@@ -37,17 +37,6 @@ def has_bf16_units() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-
-
 def cli_parts(data_dir: str, micro_batch: int, channels_last: bool, syn_chunk: int):
     """The config's model and data module, as ``python -m ddlight fit`` builds them."""
     from ddlight.cli import DDLightCLI
@@ -202,6 +191,8 @@ def main() -> None:
         t0 = time.perf_counter()
         write_mhist_layout(Path(a.data_dir))
         print(f"wrote the MHIST-shaped set to {a.data_dir} in {time.perf_counter() - t0:.0f} s")
+    from bench_data import matmul_peak_gflops
+
     peak = matmul_peak_gflops()
     bf16 = a.bf16 == "yes" or (a.bf16 == "auto" and has_bf16_units())
     common = [

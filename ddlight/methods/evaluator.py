@@ -168,7 +168,8 @@ class SyntheticEvaluator(L.LightningModule):
         self._label_floor = label_entropy(labels) if labels is not None else 0.0
         self._labels_kind = "soft" if labels is not None and labels.dim() == 2 else "hard"
         self.dataset_name = dataset_name
-        if hp.lr != SEARCH:  # a searched rate is set by setup(), which has the validation split
+        # a searched rate comes from setup(), which has the validation split; unsearched, resolve_lr refuses
+        if hp.lr != SEARCH or self._lr_search is None:
             self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
         self.dsa_op = DSA(strategy_for(dataset_name, hp.dsa_strategy)) if hp.dsa else None
         self._dsa_gen = torch.Generator().manual_seed(mix_seed(hp.seed, 4))
@@ -182,8 +183,7 @@ class SyntheticEvaluator(L.LightningModule):
     ) -> torch.Tensor:
         """Each run's loss on its own augmentation of the batch, backpropagated at once; the detached
         (num_runs,) losses. The runs' parameters are disjoint, so this is exactly the backward of their
-        sum, while only one run's activations are alive at a time (5 runs of 100 MHIST images at 224x224
-        would otherwise hold five graphs of ~3 GB)."""
+        sum, while only one run's activations are alive at a time instead of all runs' graphs together."""
         losses = []
         for net in self.nets:
             xa = x
@@ -274,8 +274,6 @@ class SyntheticEvaluator(L.LightningModule):
             if precision == "bf16-mixed"
             else contextlib.nullcontext()
         )
-        if self.hparams.lr == SEARCH:
-            resolve_lr(SEARCH, None, "")  # refuses: a plain loop has no validation split to search on
         self.prepare(dataset_name, extra, "the set passed to fit_plain", labels)
         hp = self.hparams
         opt = self.make_optimizer()
@@ -309,17 +307,17 @@ class SyntheticEvaluator(L.LightningModule):
         syn = getattr(dm, "synthetic", None)
         name = syn.dataset if syn is not None else dataset_name(dm)
         source = str(getattr(dm, "path", type(dm).__name__))
-        self.prepare(name, syn.extra if syn is not None else None, source, syn.labels if syn else None)
-        self._partial = syn.partial if syn is not None else ""
-        if self._partial:
-            rank_zero_warn(f"SyntheticEvaluator: {source} is a partial set ({self._partial})")
         if stage == "fit" and (self.hparams.lr == SEARCH or self.baselines is not None):
             self.splits = self.real_splits(dm)
         if stage == "fit" and self.hparams.lr == SEARCH:
             self.base_lr, self._lr_search = search_lr(
-                self, syn.images, syn.labels, self.splits.val_loader(), self.lr_grid
+                self, syn.images, syn.labels, self.splits.val_loader(), self.lr_grid, name
             )
             rank_zero_info(f"[ddlight] lr {self.base_lr:g} chosen on the validation split: {self._lr_search}")
+        self.prepare(name, syn.extra if syn is not None else None, source, syn.labels if syn else None)
+        self._partial = syn.partial if syn is not None else ""
+        if self._partial:
+            rank_zero_warn(f"SyntheticEvaluator: {source} is a partial set ({self._partial})")
 
     def real_splits(self, dm: Any) -> RealSplits:
         real = getattr(dm, "real", None)

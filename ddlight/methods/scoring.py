@@ -15,7 +15,7 @@ import copy
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,16 +90,14 @@ def search_lr(
     labels: torch.Tensor,
     val_loader: Iterable,
     grid: Sequence[float],
-    normalize: Callable | None = None,
+    dataset: str,
 ) -> tuple[float, dict[str, float]]:
     """The grid rate whose one-network training on ``images`` scores best on ``val_loader`` (first of
     ties). It is handed no test data: nothing here can select on it."""
     table: dict[str, float] = {}
     for lr in grid:
         ev = clone(evaluator, lr=float(lr), num_runs=1)
-        res = ev.fit_plain(
-            images, labels, val_loader, evaluator.dataset_name, extra=None, normalize=normalize
-        )
+        res = ev.fit_plain(images, labels, val_loader, dataset)
         table[f"{lr:g}"] = res["mean"]
     best = max(grid, key=lambda lr: table[f"{lr:g}"])  # max keeps the first of equal values
     return float(best), table
@@ -173,7 +171,9 @@ def score(evaluator: Any, syn: Any, splits: RealSplits, test_loader: Iterable) -
         rand_y = teacher_logits(teacher, rand_x)
     rand_lr, rand_search = lr, None
     if evaluator.hparams.lr in ("learned", "search"):  # a learned rate belongs to its set: search one
-        rand_lr, rand_search = search_lr(evaluator, rand_x, rand_y, splits.val_loader(), evaluator.lr_grid)
+        rand_lr, rand_search = search_lr(
+            evaluator, rand_x, rand_y, splits.val_loader(), evaluator.lr_grid, evaluator.dataset_name
+        )
     runs = {
         "full": full,
         "random": run(rand_x, rand_y, lr=rand_lr),

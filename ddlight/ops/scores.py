@@ -1,9 +1,10 @@
 """DD-Ranking's scores of a synthetic set (NUS-HPC-AI-Lab/DD-Ranking, README "Label-Robust Score" and
 "Augmentation-Robust Score"; ``ddranking/metrics/*.py``), on accuracies as fractions.
 
-DD-Ranking's code feeds percentages into ``exp``: alpha = 0.5 * 5.3 - 0.5 * 2.1 gives e^1.6 and a "score in
-[0, 1]" of 1.6. On fractions alpha and beta lie in [-1, 1], so both scores do lie in [0, 1], the
-normalisation the formula was written for; 0.269 (alpha = 0) means "exactly as good as the baselines".
+DD-Ranking's code feeds percentages into ``exp``: alpha = 0.5 * 5.3 - 0.5 * 2.1 = 1.6 gives a "score in
+[0, 1]" of (e^1.6 - e^-1) / (e - e^-1) = 1.95. On fractions alpha and beta lie in [-1, 1], so both
+scores do lie in [0, 1], the normalisation the formula was written for; 0.269 (alpha = 0) means
+"exactly as good as the baselines".
 """
 
 from __future__ import annotations
@@ -39,29 +40,29 @@ def _gap(named: dict[str, float]) -> float:
     return _fraction(a_name, a) - _fraction(b_name, b)
 
 
-def _weighted(weight: float, name: str) -> float:
+def _combined(weight: float, name: str, first: float, second: float) -> tuple[float, float]:
+    """``weight * first + (1 - weight) * second`` (weight checked) and its :func:`unit_exp` score."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"the {name} must be in [0, 1], got {weight!r}")
-    return float(weight)
+    value = weight * first + (1.0 - weight) * second
+    return value, unit_exp(value)
 
 
 def label_robust(
     full_hard: float, set_hard: float, set_any: float, random_any: float, w: float = 0.5
 ) -> dict:
     """HLR, IOR, alpha and LRS from four accuracies (fractions)."""
-    w = _weighted(w, "LRS weight w")
     hlr = _gap({"acc(full)": full_hard, "acc(set, hard)": set_hard})
     ior = _gap({"acc(set)": set_any, "acc(random)": random_any})
-    alpha = w * ior - (1.0 - w) * hlr
-    return {"HLR": hlr, "IOR": ior, "alpha": alpha, "LRS": unit_exp(alpha), "w": w}
+    alpha, lrs = _combined(w, "LRS weight w", ior, -hlr)
+    return {"HLR": hlr, "IOR": ior, "alpha": alpha, "LRS": lrs, "w": float(w)}
 
 
 def augmentation_robust(
     set_aug: float, random_aug: float, set_plain: float, random_plain: float, gamma: float = 0.5
 ) -> dict:
     """ARS from the set's and the random subset's accuracies with and without augmentation."""
-    gamma = _weighted(gamma, "ARS weight gamma")
     with_aug = _gap({"acc(set, aug)": set_aug, "acc(random, aug)": random_aug})
     without = _gap({"acc(set, no aug)": set_plain, "acc(random, no aug)": random_plain})
-    beta = gamma * with_aug + (1.0 - gamma) * without
-    return {"gap_aug": with_aug, "gap_no_aug": without, "beta": beta, "ARS": unit_exp(beta), "gamma": gamma}
+    beta, ars = _combined(gamma, "ARS weight gamma", with_aug, without)
+    return {"gap_aug": with_aug, "gap_no_aug": without, "beta": beta, "ARS": ars, "gamma": float(gamma)}

@@ -69,11 +69,11 @@ def test_lr_search_chooses_on_validation_and_never_reads_the_test_set(tmp_path, 
     real_search = evaluator_module.search_lr
     seen = {}
 
-    def watched_search(ev, images, labels, val_loader, grid, normalize=None):
+    def watched_search(ev, images, labels, val_loader, grid, dataset):
         WatchedDigits.selecting = True
         try:
             seen["val"] = torch.cat([y for _, y in val_loader])
-            return real_search(ev, images, labels, val_loader, grid, normalize)
+            return real_search(ev, images, labels, val_loader, grid, dataset)
         finally:
             WatchedDigits.selecting = False
 
