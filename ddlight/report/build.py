@@ -211,7 +211,7 @@ def _body(spec: dict[str, Any], results: list[DatasetResults], led: Ledger, out_
     sections = [
         (
             lambda r: f"{table_name(r)} ({r.title}): original vs synthetic, cross-architecture",
-            lambda r: True,
+            lambda r: bool(r.methods),  # a Methods-only report (no `distill` block) has no such rows
             lambda r: table_iii_iv(led, r, refs, f"{table_name(r)} ({r.title})"),
         ),
         (

@@ -475,3 +475,29 @@ def test_tiny_report_on_cifar10_evaluates_each_method_on_its_own_data(tmp_path, 
         assert 0.0 <= json.loads(results.read_text())["mean"] <= 1.0
         kinds.append(zca)
     assert kinds.count(True) == 3 and kinds.count(False) == 2  # PAD real/noise/IPC 1; DataDAM real/noise
+
+
+@pytest.mark.slow
+def test_methods_only_report_has_the_methods_table_and_no_study_tables(mnist_subset, tmp_path, monkeypatch):
+    """configs/report_methods_mnist.yaml has no `distill` block: its report is Table I (the full-data
+    row the Methods section is read against) and the Methods table, with no empty Table III."""
+    from ddlight.report.__main__ import main
+
+    monkeypatch.chdir(ROOT)
+    path = main(
+        [
+            *("--config", str(ROOT / "configs" / "report_methods_mnist.yaml"), "--budget", "tiny"),
+            *("--data-dir", f"mnist={mnist_subset}", "--artifacts-dir", str(tmp_path / "art")),
+            *("--reports-dir", str(tmp_path / "reports")),
+        ]
+    )
+    text = path.read_text()
+    assert "## Table I:" in text and "## Methods (MNIST)" in text
+    assert "## Table III" not in text and "## Table VI" not in text
+    methods = section_of(text, "Methods (MNIST)")
+    for stage, title in (("dm", "DM"), ("mtt", "MTT")):
+        r = json.loads(
+            next((tmp_path / "art").glob(f"mnist-compare-{stage}-real-ipc1-eval-*/results.json")).read_text()
+        )
+        row = next(line for line in methods.splitlines() if line.startswith(f"| {title} | 1 |"))
+        assert f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}" in row, row

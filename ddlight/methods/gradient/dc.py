@@ -4,7 +4,7 @@ A fresh random network is drawn per outer iteration. In each of its ``outer_loop
 per-class gradients of the cross-entropy of a real batch and of the synthetic images w.r.t. the network's
 weights are compared with DC's layer-wise distance (:func:`~ddlight.ops.losses.gradient_distance`, the
 reference's ``dis_metric='ours'``), summed over classes, and the images descend it; between two updates the
-network trains ``inner_loop`` epochs on the synthetic set (SGD ``lr_net``, momentum 0.5, batches of
+network trains ``inner_loop`` epochs on the synthetic set (plain SGD ``lr_net``, no momentum, batches of
 ``batch_train``). DSA is this class with a DSA strategy: the same draw per class augments the real and the
 synthetic batch (Siamese), and the inner-loop batches are augmented too, as released (one op per batch).
 
@@ -64,7 +64,8 @@ class DC(Distiller):
         ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every: as for every distiller.
             ``init`` defaults to ``noise`` as released (``real`` works as well).
         lr_img, momentum: SGD on the images (0.1, 0.5 released).
-        lr_net, momentum_net: SGD of the inner loop on the synthetic set (0.01, 0.5 released).
+        lr_net, momentum_net: SGD of the inner loop on the synthetic set (0.01 and no momentum released:
+            the reference's ``optimizer_net = SGD(net.parameters(), lr=args.lr_net)``).
         batch_real: real images per class per step. batch_train: synthetic images per inner-loop batch.
         outer_loop, inner_loop: image updates per network, and inner epochs after each update but the
             last; ``None`` takes the released ``get_loops(ipc)``. ``inner_loop=0`` never trains the network.
@@ -79,7 +80,7 @@ class DC(Distiller):
         lr_img: float = 0.1,
         momentum: float = 0.5,
         lr_net: float = 0.01,
-        momentum_net: float = 0.5,
+        momentum_net: float = 0.0,
         batch_real: int = 256,
         batch_train: int = 256,
         outer_loop: int | None = None,
