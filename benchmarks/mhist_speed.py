@@ -6,10 +6,11 @@ by :func:`ddlight.data.mhist_layout.write_mhist_layout` and read by ``MHISTDataM
 would be; the cost does not depend on the pixels. Each variant runs in its own subprocess (its own peak
 RSS): the reference-style loop (the authors' structure: batch-norm ConvNet-7, a Python loop over classes
 with a seeded DSA call per class and side, forward hooks that clone every ReLU output), ddlight as the
-config ran before this benchmark (16-image micro-batches, NCHW), and the 224x224 layout (``--micro-batch``,
-channels-last, the synthetic side in chunks of 10 images), fp32 and, where the CPU has bf16 units,
-bf16-mixed. Also printed: the real forward's
-share of the measured fp32 matmul peak, and the projected wall time of the config and its evaluation.
+config ran before this benchmark (16-image micro-batches, NCHW), and the 224x224 layouts (4-image
+micro-batches, the synthetic side in chunks of 10 images; NHWC everywhere, NCHW, or NHWC for the no-grad
+real forward only = ``tuned``, the config's), fp32 and, where the CPU has bf16 units, bf16-mixed. Also
+printed: the real forward's share of the measured fp32 matmul peak, and the projected wall time of the
+config and its evaluation.
 
     python benchmarks/mhist_speed.py                      # everything, 3 iterations after 1 warm-up
     python benchmarks/mhist_speed.py --variants tuned --steps 5
@@ -28,8 +29,15 @@ CONFIG = ROOT / "configs" / "mhist" / "datadam.yaml"
 EVAL_CONFIG = ROOT / "configs" / "mhist" / "evaluate.yaml"
 VARIANTS = {  # name -> (micro_batch, channels_last, syn_chunk)
     "before": (16, False, 0),
-    "tuned": (4, True, 10),
+    "nhwc": (4, True, 10),  # NHWC everywhere: group norm's backward is ~3x slower than in NCHW
+    "nchw": (4, False, 10),
+    "tuned": (4, "no_grad", 10),  # NHWC for the real (no-grad) forward only
 }
+LAYOUT = {True: " NHWC", False: "", "no_grad": " NHWC-no-grad"}
+
+
+def layout_arg(text: str) -> bool | str:
+    return {"true": True, "false": False}.get(text, text)
 
 
 def has_bf16_units() -> bool:
@@ -37,7 +45,7 @@ def has_bf16_units() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def cli_parts(data_dir: str, micro_batch: int, channels_last: bool, syn_chunk: int):
+def cli_parts(data_dir: str, micro_batch: int, channels_last: bool | str, syn_chunk: int):
     """The config's model and data module, as ``python -m ddlight fit`` builds them."""
     from ddlight.cli import DDLightCLI
 
@@ -115,7 +123,9 @@ def run_reference(a: argparse.Namespace) -> dict:
     return {"median_s": statistics.median(times[a.warmup :]), "peak_rss_gb": peak_rss_gb()}
 
 
-def evaluation_projection(data_dir: str, micro_batch: int, channels_last: bool, epochs: int = 2) -> dict:
+def evaluation_projection(
+    data_dir: str, micro_batch: int, channels_last: bool | str, epochs: int = 2
+) -> dict:
     """Seconds per epoch of one evaluation run on 100 images (IPC 50 x 2), scaled to the config."""
     import torch
 
@@ -178,7 +188,7 @@ def main() -> None:
     ap.add_argument("--mode", default="ddlight", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
     ap.add_argument("--micro-batch", type=int, default=16, help=argparse.SUPPRESS)
-    ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--channels-last", type=layout_arg, default=False, help=argparse.SUPPRESS)
     ap.add_argument("--syn-chunk", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--peak", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -213,12 +223,10 @@ def main() -> None:
         report("reference-style fp32 (batch norm)", ref, None)
     for name in (v for v in a.variants if v in VARIANTS):
         mb, cl, chunk = VARIANTS[name]
-        flags = ["--micro-batch", str(mb), "--syn-chunk", str(chunk), *(["--channels-last"] if cl else [])]
+        flags = ["--micro-batch", str(mb), "--syn-chunk", str(chunk), "--channels-last", str(cl).lower()]
         for precision in ("32-true", "bf16-mixed") if bf16 else ("32-true",):
             res = spawn([*common, *flags, "--precision", precision])
-            label = (
-                f"ddlight {name} mb{mb}{' NHWC' if cl else ''}{f' chunk{chunk}' if chunk else ''} {precision}"
-            )
+            label = f"ddlight {name} mb{mb}{LAYOUT[cl]}{f' chunk{chunk}' if chunk else ''} {precision}"
             report(label, res, ref)
         if not a.no_eval:
             ev = spawn(["--mode", "eval", *common, *flags])

@@ -9,6 +9,7 @@ the first conv (padding 3) so that feature maps go 32 -> 16 -> 8 -> 4.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -69,8 +70,11 @@ class ConvNet(nn.Module):
 
     ``channels_last`` runs the blocks in NHWC (weights and inputs): on large maps with few channels
     (MHIST's 224x224 at width 32) it sped up the real forward, with 4-image micro-batches, from 23.5 to
-    28.0 GFLOP/s on one thread (``benchmarks/mhist_speed.py``); values agree with NCHW to float tolerance, the
-    embedding is flattened in the usual (C, H, W) order, so the classifier and every caller see no change.
+    28.0 GFLOP/s on one thread (``benchmarks/mhist_speed.py``), but group norm's backward is ~3x slower in
+    NHWC, so a DataDAM step with NHWC everywhere was slower than NCHW (34.5 vs 27.7 s, one busy thread).
+    ``"no_grad"`` takes NHWC only for forwards that record no graph (DataDAM's real side, test passes) and
+    NCHW where a backward follows. Values agree with NCHW to float tolerance, the embedding is flattened in
+    the usual (C, H, W) order, so the classifier and every caller see no change.
     """
 
     def __init__(
@@ -84,9 +88,11 @@ class ConvNet(nn.Module):
         pooling: str = "avgpooling",
         im_size: int | Sequence[int] = 28,
         micro_batch: int = 16,
-        channels_last: bool = False,
+        channels_last: bool | Literal["no_grad"] = False,
     ) -> None:
         super().__init__()
+        if channels_last not in (True, False, "no_grad"):
+            raise ValueError(f"ConvNet channels_last must be true, false or 'no_grad', got {channels_last!r}")
         self.channels_last = channels_last
         h, w = as_size(im_size)
         # Per-sample norms make a chunked forward exact; batch norm's statistics would change, so it never
@@ -115,11 +121,12 @@ class ConvNet(nn.Module):
         self.feature_shape = (width, h, w)
         self.classifier = nn.Linear(self.embed_dim, num_classes)
         self.num_classes = num_classes
-        if channels_last:
+        if channels_last is True:  # "no_grad" keeps NCHW weights: an NHWC input alone makes oneDNN run NHWC
             self.blocks.to(memory_format=torch.channels_last)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        nhwc = self.channels_last is True or (self.channels_last == "no_grad" and not torch.is_grad_enabled())
+        return x.contiguous(memory_format=torch.channels_last) if nhwc else x
 
     def _chunks(self, x: torch.Tensor) -> list[torch.Tensor] | None:
         """Micro-batches for a CPU forward, or None to run the batch whole.

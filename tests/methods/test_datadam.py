@@ -9,7 +9,7 @@ from ddlight.data import MNISTDataModule, SyntheticSet
 from ddlight.methods import DataDAM
 from ddlight.models import ConvNet
 from ddlight.models.init import reinitialize
-from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
+from ddlight.ops.attention import abs_pow, class_means, mean_matching_loss, spatial_attention
 from ddlight.ops.augment import DSA
 from tests.helpers import ROOT
 from tests.helpers.builders import small_model
@@ -26,6 +26,19 @@ def test_spatial_attention_by_hand():
     a4 = spatial_attention(f, power=4)
     raw4 = torch.tensor([2.0, 16.0, 1.0, 2.0])
     torch.testing.assert_close(a4, (raw4 / raw4.norm()).view(1, 4))
+
+
+@pytest.mark.parametrize("power", [1, 2, 3, 4, 5, 2.5])
+def test_abs_pow_matches_pow_with_its_gradient(power):
+    """The repeated-squaring path is |x|^p within float rounding, forward and backward."""
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    got = abs_pow(x, power)
+    want = x.abs().pow(power)
+    torch.testing.assert_close(got, want)
+    (g_got,) = torch.autograd.grad((got * w).sum(), x)
+    (g_want,) = torch.autograd.grad((want * w).sum(), x)
+    torch.testing.assert_close(g_got, g_want)
 
 
 def test_class_mean_loss_by_hand():
@@ -310,7 +323,12 @@ def test_export_records_the_dsa_strategy_that_ran(tmp_path, strategy, applied):
 
 @pytest.mark.parametrize(
     ("net_kw", "syn_chunk"),
-    [({"micro_batch": 0, "channels_last": True}, 0), ({"micro_batch": 4, "channels_last": True}, 0), ({}, 2)],
+    [
+        ({"micro_batch": 0, "channels_last": True}, 0),
+        ({"micro_batch": 4, "channels_last": True}, 0),
+        ({"micro_batch": 4, "channels_last": "no_grad"}, 2),
+        ({}, 2),
+    ],
 )
 def test_the_224_path_keeps_the_loss_and_image_gradients_on_a_fixed_batch(net_kw, syn_chunk):
     """The 224x224 path's layout (NHWC, small micro-batches) and chunked synthetic side against the NCHW

@@ -127,3 +127,24 @@ def test_convnet_channels_last_runs_nhwc_and_reads_nchw_weights():
     ref_acts, ref_emb = nchw.forward_blocks(x)
     torch.testing.assert_close(emb, ref_emb, rtol=1e-4, atol=1e-5)  # flattened in (C, H, W) order
     torch.testing.assert_close(nhwc(x), nchw(x), rtol=1e-4, atol=1e-5)
+
+
+def test_convnet_channels_last_no_grad_takes_nhwc_only_without_a_graph():
+    import pytest
+    import torch
+
+    from ddlight.models import ConvNet
+
+    net = ConvNet(
+        channel=3, num_classes=2, width=8, depth=3, im_size=32, micro_batch=0, channels_last="no_grad"
+    )
+    assert net.blocks[0][0].weight.is_contiguous()  # weights stay NCHW: the input alone picks NHWC
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        acts, emb_nograd = net.forward_blocks(x)
+    assert acts[0].is_contiguous(memory_format=torch.channels_last) and not acts[0].is_contiguous()
+    acts, emb = net.forward_blocks(x.requires_grad_(True))
+    assert acts[0].is_contiguous()  # a backward follows: NCHW, where group norm's backward is fast
+    torch.testing.assert_close(emb_nograd, emb.detach(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="channels_last must be true, false or 'no_grad'"):
+        ConvNet(channels_last="yes")
