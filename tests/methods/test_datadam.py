@@ -150,10 +150,7 @@ def test_resume_reaches_the_same_images(tmp_path):
                 "2",
                 "--model.init_args.grid_every",
                 "0",
-                "--trainer.logger",
-                "false",
-                "--trainer.enable_progress_bar",
-                "false",
+                *("--trainer.logger", "false", "--trainer.enable_progress_bar", "false"),
                 *extra,
             ],
         )
