@@ -1,15 +1,19 @@
-"""DataDAM distillation speed and memory on this machine, against a reference-style loop run by the same
-command.
+"""DataDAM and DM distillation speed and memory on this machine, against reference-style loops run by the
+same command.
 
-For each (batch_real, precision) a fresh subprocess runs ``DataDAM`` through a Lightning Trainer on real
+For each (method, batch_real, precision) a fresh subprocess runs ``DataDAM`` or ``DM`` through a Lightning
+Trainer on real
 MNIST (IPC 10, ConvNet-3 w128, real init) and reports the median seconds per iteration over ``--steps``
 iterations after ``--warmup``, and the process's peak RSS. The baseline is a re-implementation of the
 released DataDAM loop's structure (a Python loop over classes, a seeded DSA call per class for real and
 for synthetic images, forward hooks that clone every ReLU output, real forward with autograd
-bookkeeping, batch-norm ConvNet as released), run in its own subprocess with the same data and sizes;
-the printed ratio is baseline time / ddlight time.
+bookkeeping, batch-norm ConvNet as released); DM's is ``main_DM.py``'s (a fresh instance-norm ConvNet
+per iteration, per class a seeded DSA call per side, the real embedding computed with autograd
+bookkeeping and detached, the synthetic one per class). Each runs in its own subprocess with the same data
+and sizes; the printed ratio is baseline time / ddlight time.
 
-    python benchmarks/distill_speed.py                      # both batch sizes, fp32 and bf16-mixed
+    python benchmarks/distill_speed.py                      # both methods and batch sizes, fp32 and bf16
+    python benchmarks/distill_speed.py --method dm --precision 32-true --steps 5
     python benchmarks/distill_speed.py --batch-real 64 --steps 20
     python benchmarks/distill_speed.py --dataset cifar10-generated --no-reference --precision 32-true
 
@@ -36,13 +40,19 @@ def peak_rss_gb() -> float:
 
 
 def run_ddlight(
-    batch_real: int, precision: str, steps: int, warmup: int, micro_batch: int, dataset: str = "mnist"
+    batch_real: int,
+    precision: str,
+    steps: int,
+    warmup: int,
+    micro_batch: int,
+    dataset: str = "mnist",
+    method: str = "datadam",
 ) -> dict:
     import lightning as L
     import torch
     from bench_data import make_datamodule
 
-    from ddlight.methods import DataDAM
+    from ddlight.methods import DM, DataDAM
     from ddlight.models import ConvNet
 
     class Timer(L.Callback):
@@ -57,7 +67,7 @@ def run_ddlight(
 
     torch.manual_seed(0)
     dm = make_datamodule(dataset, episode_per_class=batch_real)
-    model = DataDAM(
+    model = {"datadam": DataDAM, "dm": DM}[method](
         ConvNet(micro_batch=micro_batch, **dm.shape_args()),
         ipc=10,
         init="real",
@@ -80,15 +90,56 @@ def run_ddlight(
     return {"median_s": statistics.median(timer.times[warmup:]), "peak_rss_gb": peak_rss_gb()}
 
 
-def run_reference_style(batch_real: int, steps: int, warmup: int) -> dict:
-    """The released loop's structure on MNIST IPC 10 (batch-norm ConvNet-3), for comparison only."""
+def run_reference_style(batch_real: int, steps: int, warmup: int, method: str = "datadam") -> dict:
+    """The released loop's structure on MNIST IPC 10 (DataDAM: batch-norm ConvNet-3; DM: instance norm, as
+    each was released), for comparison only."""
     from ddlight.data import MNISTDataModule
     from ddlight.models import ConvNet
 
     dm = MNISTDataModule(data_dir=str(DATA))
     dm.setup()
-    times = reference_loop(dm, lambda: ConvNet(norm="batchnorm"), 10, batch_real, warmup + steps)
+    if method == "dm":
+        times = dm_reference_loop(dm, ConvNet, 10, batch_real, warmup + steps)
+    else:
+        times = reference_loop(dm, lambda: ConvNet(norm="batchnorm"), 10, batch_real, warmup + steps)
     return {"median_s": statistics.median(times[warmup:]), "peak_rss_gb": peak_rss_gb()}
+
+
+def dm_reference_loop(
+    dm, make_net, ipc: int, batch_real: int, iterations: int, strategy: str = "color_crop_cutout_scale_rotate"
+) -> list[float]:
+    """Per-iteration seconds of main_DM.py's structure: per class, the same seeded DSA draw for a real
+    batch and the class's synthetic images, ``embed(real).detach()`` and ``embed(syn)``; not used by
+    ddlight."""
+    import torch
+
+    from ddlight.ops.augment import DSA
+
+    torch.manual_seed(0)
+    k = dm.num_classes
+    images_all, labels_all = dm.normalize(dm.train_images), dm.train_labels
+    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(k)]
+    image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
+    opt = torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
+    dsa, zeros = DSA(strategy), torch.zeros(max(ipc, batch_real), dtype=torch.long)
+    times: list[float] = []
+    for it in range(iterations):
+        t0 = time.perf_counter()
+        net = make_net().train().requires_grad_(False)
+        loss = torch.tensor(0.0)
+        for c in range(k):
+            idx = indices_class[c][torch.randperm(len(indices_class[c]))[:batch_real]]
+            params = dsa.sample(1, torch.Generator().manual_seed(it * 100 + c))
+            real = dsa.apply(images_all[idx], params, zeros[: len(idx)])
+            syn = dsa.apply(image_syn[c * ipc : (c + 1) * ipc], params, zeros[:ipc])
+            out_real = net.embed(real).detach()
+            loss = loss + ((out_real.mean(0) - net.embed(syn).mean(0)) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def reference_loop(
@@ -153,13 +204,19 @@ def reference_loop(
 
 def worker(args: argparse.Namespace) -> None:
     if args.reference:
-        res = run_reference_style(args.batch_real[0], args.steps, args.warmup)
+        res = run_reference_style(args.batch_real[0], args.steps, args.warmup, args.method[0])
     else:
         from ddlight.utils import limit_heap_retention
 
         limit_heap_retention(args.mmap_threshold)  # as `python -m ddlight` does (reference runs without)
         res = run_ddlight(
-            args.batch_real[0], args.precision[0], args.steps, args.warmup, args.micro_batch, args.dataset
+            args.batch_real[0],
+            args.precision[0],
+            args.steps,
+            args.warmup,
+            args.micro_batch,
+            args.dataset,
+            args.method[0],
         )
     print("RESULT " + json.dumps(res), flush=True)
 
@@ -175,6 +232,7 @@ def spawn(extra: list[str], script: str = __file__) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", nargs="+", default=["datadam", "dm"], choices=["datadam", "dm"])
     ap.add_argument("--batch-real", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"])
     ap.add_argument("--steps", type=int, default=20)
@@ -208,8 +266,15 @@ def main() -> None:
     ]
     if args.mmap_threshold is not None:
         common += ["--mmap-threshold", str(args.mmap_threshold)]
+    for method in args.method:
+        print_method(method, args, common)
+
+
+def print_method(method: str, args: argparse.Namespace, common: list[str]) -> None:
+    common = [*common, "--method", method]
+    title = {"datadam": "DataDAM", "dm": "DM"}[method]
     print(
-        f"DataDAM, {args.dataset} IPC 10, ConvNet-3 w128; "
+        f"{title}, {args.dataset} IPC 10, ConvNet-3 w128; "
         f"median of {args.steps} iterations after {args.warmup} warm-up"
     )
     print(f"{'batch_real':>10} {'impl':>24} {'s/iter':>8} {'peak RSS GB':>12} {'speed-up':>9}")
