@@ -105,6 +105,28 @@ def run_reference_style(batch_real: int, steps: int, warmup: int, method: str = 
     return {"median_s": statistics.median(times[warmup:]), "peak_rss_gb": peak_rss_gb()}
 
 
+def reference_state(dm, ipc: int) -> tuple:
+    """What both reference loops start from, as the released scripts do: the whole training set as
+    normalised float, per-class index lists, the first ``ipc`` real images of each class as the learned
+    set, and SGD(lr 1, momentum 0.5) on it."""
+    import torch
+
+    torch.manual_seed(0)
+    k = dm.num_classes
+    images_all, labels_all = dm.normalize(dm.train_images), dm.train_labels
+    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(k)]
+    image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
+    return k, images_all, indices_class, image_syn, torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
+
+
+def update(opt, loss) -> None:
+    """The released loops' image update, with their per-iteration ``loss.item()`` host sync."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    loss.item()
+
+
 def dm_reference_loop(
     dm, make_net, ipc: int, batch_real: int, iterations: int, strategy: str = "color_crop_cutout_scale_rotate"
 ) -> list[float]:
@@ -115,12 +137,7 @@ def dm_reference_loop(
 
     from ddlight.ops.augment import DSA
 
-    torch.manual_seed(0)
-    k = dm.num_classes
-    images_all, labels_all = dm.normalize(dm.train_images), dm.train_labels
-    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(k)]
-    image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
-    opt = torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
+    k, images_all, indices_class, image_syn, opt = reference_state(dm, ipc)
     dsa, zeros = DSA(strategy), torch.zeros(max(ipc, batch_real), dtype=torch.long)
     times: list[float] = []
     for it in range(iterations):
@@ -134,10 +151,7 @@ def dm_reference_loop(
             syn = dsa.apply(image_syn[c * ipc : (c + 1) * ipc], params, zeros[:ipc])
             out_real = net.embed(real).detach()
             loss = loss + ((out_real.mean(0) - net.embed(syn).mean(0)) ** 2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()
+        update(opt, loss)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -152,12 +166,7 @@ def reference_loop(
 
     from ddlight.ops.augment import DSA
 
-    torch.manual_seed(0)
-    k = dm.num_classes  # classes; ipc / batch_real images of each per iteration
-    images_all, labels_all = dm.normalize(dm.train_images), dm.train_labels
-    indices_class = [torch.nonzero(labels_all == c).flatten() for c in range(k)]
-    image_syn = images_all[torch.cat([ic[:ipc] for ic in indices_class])].clone().requires_grad_(True)
-    opt = torch.optim.SGD([image_syn], lr=1.0, momentum=0.5)
+    k, images_all, indices_class, image_syn, opt = reference_state(dm, ipc)
     dsa = DSA(strategy)
 
     def attention(f: torch.Tensor) -> torch.Tensor:
@@ -194,10 +203,7 @@ def reference_loop(
             loss = loss + 100 * ((ra - sa) ** 2).sum()
         gap = out_real.view(k, batch_real, -1).mean(1) - out_syn.view(k, ipc, -1).mean(1)
         loss = loss + 100 * 0.01 * (gap**2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        loss.item()
+        update(opt, loss)
         times.append(time.perf_counter() - t0)
     return times
 

@@ -18,7 +18,7 @@ import time
 import torch
 
 from ddlight.methods.trajectory import unroll
-from ddlight.methods.trajectory.buffer import parameter_layout
+from ddlight.methods.trajectory.buffer import flatten_parameters, parameter_layout, unflatten_parameters
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import matching_loss
@@ -28,11 +28,8 @@ def setup(ipc: int, syn_steps: int, seed: int = 0):
     torch.manual_seed(seed)
     net = ConvNet(channel=1, num_classes=10, width=128, im_size=28).requires_grad_(False)
     names, shapes, sizes = parameter_layout(net)
-
-    def unflatten(flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {n: c.view(s) for n, c, s in zip(names, flat.split(sizes), shapes, strict=True)}
-
-    start = torch.cat([p.detach().flatten() for p in net.parameters()])
+    unflatten = functools.partial(unflatten_parameters, names=names, shapes=shapes, sizes=sizes)
+    start = flatten_parameters(net)
     target = start + 0.01 * torch.randn_like(start)
     learned = {
         "images": torch.randn(10 * ipc, 1, 28, 28, requires_grad=True),

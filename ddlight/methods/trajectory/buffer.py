@@ -55,6 +55,14 @@ def parameter_layout(net: nn.Module) -> tuple[list[str], list[torch.Size], list[
     return [n for n, _ in params], [p.shape for _, p in params], [p.numel() for _, p in params]
 
 
+def unflatten_parameters(
+    flat: torch.Tensor, names: Sequence[str], shapes: Sequence[torch.Size], sizes: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """A flat vector in :func:`parameter_layout` order -> ``{name: view}``, differentiable w.r.t. ``flat``
+    (the student's parameters in ``torch.func.functional_call``)."""
+    return {n: c.view(s) for n, c, s in zip(names, flat.split(sizes), shapes, strict=True)}
+
+
 def flatten_parameters(net: nn.Module) -> torch.Tensor:
     """All parameters (not buffers) in ``named_parameters`` order as one float32 CPU vector."""
     return torch.cat([p.detach().reshape(-1) for p in net.parameters()]).to("cpu", torch.float32)

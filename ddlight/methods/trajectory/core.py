@@ -79,6 +79,7 @@ from ddlight.methods.trajectory.buffer import (
     check_same_data,
     open_completed,
     parameter_layout,
+    unflatten_parameters,
 )
 from ddlight.methods.trajectory.checks import check_settings
 from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, mask_summary
@@ -238,9 +239,7 @@ class TrajectoryMatching(Distiller):
         return buf
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            n: c.view(s) for n, c, s in zip(self._names, flat.split(self._sizes), self._shapes, strict=True)
-        }
+        return unflatten_parameters(flat, self._names, self._shapes, self._sizes)
 
     def initial_images(self, dm: Any) -> torch.Tensor:
         """Initial images, and (stashed for ``setup``) the soft labels that go with them."""
