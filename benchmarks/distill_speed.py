@@ -16,6 +16,11 @@ and sizes; the printed ratio is baseline time / ddlight time.
     python benchmarks/distill_speed.py --method dm --precision 32-true --steps 5
     python benchmarks/distill_speed.py --batch-real 64 --steps 20
     python benchmarks/distill_speed.py --dataset cifar10-generated --no-reference --precision 32-true
+    python benchmarks/distill_speed.py --precision 32-true --compile off no_grad --rounds 3
+
+``--compile no_grad`` adds rows with ``ConvNet(compile="no_grad")`` (the real side through torch.compile);
+``--rounds`` repeats every row, interleaved, and prints each row's median and the median per-round ratio,
+which a host whose speed drifts (a shared VM) needs.
 
 The reference-style loop is MNIST-only (``--no-reference`` for other datasets).
 """
@@ -47,6 +52,7 @@ def run_ddlight(
     micro_batch: int,
     dataset: str = "mnist",
     method: str = "datadam",
+    compile: str = "off",
 ) -> dict:
     import lightning as L
     import torch
@@ -68,7 +74,7 @@ def run_ddlight(
     torch.manual_seed(0)
     dm = make_datamodule(dataset, episode_per_class=batch_real)
     model = {"datadam": DataDAM, "dm": DM}[method](
-        ConvNet(micro_batch=micro_batch, **dm.shape_args()),
+        ConvNet(micro_batch=micro_batch, compile=compile == "no_grad" and "no_grad", **dm.shape_args()),
         ipc=10,
         init="real",
         batch_real=batch_real,
@@ -223,6 +229,7 @@ def worker(args: argparse.Namespace) -> None:
             args.micro_batch,
             args.dataset,
             args.method[0],
+            args.compile[0],
         )
     print("RESULT " + json.dumps(res), flush=True)
 
@@ -245,6 +252,19 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--micro-batch", type=int, default=16, help="ConvNet micro_batch (0: whole batch)")
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style baseline")
+    ap.add_argument(
+        "--compile",
+        nargs="+",
+        default=["off"],
+        choices=["off", "no_grad"],
+        help="ConvNet compile for ddlight's rows (no_grad: torch.compile of the graph-free real side)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat every row this many times, interleaved, and report medians (noisy hosts)",
+    )
     ap.add_argument(
         "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
     )
@@ -280,26 +300,32 @@ def print_method(method: str, args: argparse.Namespace, common: list[str]) -> No
     common = [*common, "--method", method]
     title = {"datadam": "DataDAM", "dm": "DM"}[method]
     print(
-        f"{title}, {args.dataset} IPC 10, ConvNet-3 w128; "
-        f"median of {args.steps} iterations after {args.warmup} warm-up"
+        f"{title}, {args.dataset} IPC 10, ConvNet-3 w128; median of {args.steps} iterations after "
+        f"{args.warmup} warm-up; {args.rounds} interleaved round(s), median of each row's rounds"
     )
-    print(f"{'batch_real':>10} {'impl':>24} {'s/iter':>8} {'peak RSS GB':>12} {'speed-up':>9}")
+    print(f"{'batch_real':>10} {'impl':>28} {'s/iter':>8} {'peak RSS GB':>12} {'speed-up':>9}")
     for b in args.batch_real:
-        ref = None
+        rows: dict[str, list[str]] = {}
         if not args.no_reference:
-            ref = spawn(["--reference", "--batch-real", str(b), *common])
-            print(
-                f"{b:>10} {'reference-style fp32':>24} {ref['median_s']:>8.3f} "
-                f"{ref['peak_rss_gb']:>12.2f} {'1.00x':>9}"
-            )
+            rows["reference-style fp32"] = ["--reference", "--batch-real", str(b), *common]
         for p in args.precision:
-            res = spawn(["--batch-real", str(b), "--precision", p, *common])
-            ratio = f"{ref['median_s'] / res['median_s']:.2f}x" if ref else "-"
-            print(
-                f"{b:>10} {'ddlight ' + p:>24} {res['median_s']:>8.3f} "
-                f"{res['peak_rss_gb']:>12.2f} {ratio:>9}",
-                flush=True,
-            )
+            for c in args.compile:
+                label = f"ddlight {p}" + (" compiled" if c != "off" else "")
+                rows[label] = ["--batch-real", str(b), "--precision", p, "--compile", c, *common]
+        # Rounds interleave the rows, so a host that slows down for a while slows every row alike.
+        results: dict[str, list[dict]] = {label: [] for label in rows}
+        for _ in range(args.rounds):
+            for label, extra in rows.items():
+                results[label].append(spawn(extra))
+        ref = results.get("reference-style fp32")
+        for label, res in results.items():
+            s = statistics.median(r["median_s"] for r in res)
+            rss = max(r["peak_rss_gb"] for r in res)
+            ratio = "-"
+            if ref:  # the median of per-round ratios: each round's rows ran back to back
+                per_round = [a["median_s"] / r["median_s"] for a, r in zip(ref, res, strict=True)]
+                ratio = f"{statistics.median(per_round):.2f}x"
+            print(f"{b:>10} {label:>28} {s:>8.3f} {rss:>12.2f} {ratio:>9}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ RSS): the reference-style loop (the authors' structure: batch-norm ConvNet-7, a 
 with a seeded DSA call per class and side, forward hooks that clone every ReLU output), ddlight as the
 config ran before this benchmark (16-image micro-batches, NCHW), and the 224x224 layouts (4-image
 micro-batches, the synthetic side in chunks of 10 images; NHWC everywhere, NCHW, or NHWC for the no-grad
-real forward only = ``tuned``, the config's), fp32 and, where the CPU has bf16 units, bf16-mixed. Also
+real forward only = ``tuned``, the config's; ``compiled`` = tuned with ``ConvNet(compile="no_grad")``,
+the real forward through torch.compile), fp32 and, where the CPU has bf16 units, bf16-mixed. Also
 printed: the real forward's share of the measured fp32 matmul peak, and the projected wall time of the
 config and its evaluation.
 
@@ -27,11 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "mhist" / "datadam.yaml"
 EVAL_CONFIG = ROOT / "configs" / "mhist" / "evaluate.yaml"
-VARIANTS = {  # name -> (micro_batch, channels_last, syn_chunk)
-    "before": (16, False, 0),
-    "nhwc": (4, True, 10),  # NHWC everywhere: group norm's backward is ~3x slower than in NCHW
-    "nchw": (4, False, 10),
-    "tuned": (4, "no_grad", 10),  # NHWC for the real (no-grad) forward only
+VARIANTS = {  # name -> (micro_batch, channels_last, syn_chunk, compile)
+    "before": (16, False, 0, False),
+    "nhwc": (4, True, 10, False),  # NHWC everywhere: group norm's backward is ~3x slower than in NCHW
+    "nchw": (4, False, 10, False),
+    "tuned": (4, "no_grad", 10, False),  # NHWC for the real (no-grad) forward only
+    "compiled": (4, "no_grad", 10, "no_grad"),  # tuned + the real forward through torch.compile
 }
 LAYOUT = {True: " NHWC", False: "", "no_grad": " NHWC-no-grad"}
 
@@ -45,7 +47,9 @@ def has_bf16_units() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def cli_parts(data_dir: str, micro_batch: int, channels_last: bool | str, syn_chunk: int):
+def cli_parts(
+    data_dir: str, micro_batch: int, channels_last: bool | str, syn_chunk: int, compile: bool | str
+):
     """The config's model and data module, as ``python -m ddlight fit`` builds them."""
     from ddlight.cli import DDLightCLI
 
@@ -53,6 +57,7 @@ def cli_parts(data_dir: str, micro_batch: int, channels_last: bool | str, syn_ch
     args += ["--model.init_args.net.init_args.micro_batch", str(micro_batch)]
     args += ["--model.init_args.net.init_args.channels_last", str(channels_last).lower()]
     args += ["--model.init_args.syn_chunk", str(syn_chunk)]
+    args += ["--model.init_args.net.init_args.compile", str(compile).lower()]
     args += [
         "--model.init_args.grid_every",
         "0",
@@ -88,7 +93,7 @@ def run_ddlight(a: argparse.Namespace) -> dict:
     import lightning as L
     from distill_speed import peak_rss_gb
 
-    model, dm, cfg = cli_parts(a.data_dir, a.micro_batch, a.channels_last, a.syn_chunk)
+    model, dm, cfg = cli_parts(a.data_dir, a.micro_batch, a.channels_last, a.syn_chunk, a.compile)
     times: list[float] = []
 
     class Timer(L.Callback):
@@ -190,6 +195,7 @@ def main() -> None:
     ap.add_argument("--micro-batch", type=int, default=16, help=argparse.SUPPRESS)
     ap.add_argument("--channels-last", type=layout_arg, default=False, help=argparse.SUPPRESS)
     ap.add_argument("--syn-chunk", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--compile", type=layout_arg, default=False, help=argparse.SUPPRESS)
     ap.add_argument("--peak", type=float, default=0.0, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -222,11 +228,13 @@ def main() -> None:
     if ref:
         report("reference-style fp32 (batch norm)", ref, None)
     for name in (v for v in a.variants if v in VARIANTS):
-        mb, cl, chunk = VARIANTS[name]
+        mb, cl, chunk, comp = VARIANTS[name]
         flags = ["--micro-batch", str(mb), "--syn-chunk", str(chunk), "--channels-last", str(cl).lower()]
+        flags += ["--compile", str(comp).lower()]
         for precision in ("32-true", "bf16-mixed") if bf16 else ("32-true",):
             res = spawn([*common, *flags, "--precision", precision])
             label = f"ddlight {name} mb{mb}{LAYOUT[cl]}{f' chunk{chunk}' if chunk else ''} {precision}"
+            label += " compiled" if comp else ""
             report(label, res, ref)
         if not a.no_eval:
             ev = spawn(["--mode", "eval", *common, *flags])

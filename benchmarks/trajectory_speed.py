@@ -16,6 +16,8 @@ import functools
 import time
 
 import torch
+from bench_data import matmul_peak_gflops
+from torch.utils.flop_counter import FlopCounterMode
 
 from ddlight.methods.trajectory import unroll
 from ddlight.methods.trajectory.buffer import flatten_parameters, parameter_layout, unflatten_parameters
@@ -58,6 +60,14 @@ def iteration(run, start, target, learned, plan, segments: int) -> tuple[float, 
     return time.perf_counter() - t0, saved.megabytes, [t.grad.clone() for t in learned.values()]
 
 
+def iteration_gflop(run, start, target, learned, plan) -> float:
+    """FLOPs of one whole-graph iteration (forward, unrolled SGD steps, outer backward), in GFLOP."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        iteration(run, start, target, learned, plan, 0)
+    return counter.get_total_flops() / 1e9
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
@@ -86,6 +96,13 @@ def main() -> None:
         for name, (t, mb, g) in results.items():
             diffs = " / ".join(f"{float((x - y).abs().max()):.2e}" for x, y in zip(g, g0, strict=True))
             print(f"{ipc:>4} {name:>22} {t:>8.3f} {mb:>9.1f} {diffs:>44}", flush=True)
+        gflop, peak = iteration_gflop(run, start, target, learned, plan), matmul_peak_gflops()
+        print(
+            f"{ipc:>4} roofline: {gflop:.1f} GFLOP per iteration; fp32 matmul peak {peak:.0f} GFLOP/s; the "
+            f"whole graph reached {gflop / t0:.0f} GFLOP/s = {100 * gflop / t0 / peak:.0f} % of it; at the "
+            f"peak the iteration would take {gflop / peak:.3f} s",
+            flush=True,
+        )
         if a.profile:
             from torch.profiler import profile
 

@@ -18,6 +18,7 @@ OVERLAY_BASE = {
     "overlays/dsa_keep_flip.yaml": "mnist/evaluate.yaml",
     "overlays/datadam_paper.yaml": "cifar10/datadam_ipc10.yaml",
     "overlays/scores.yaml": "mnist/evaluate.yaml",
+    "overlays/compile.yaml": "mnist/datadam_best.yaml",
     **{f"mnist/gpu/{p.name}": f"mnist/{p.name}" for p in (CONFIGS / "mnist" / "gpu").glob("*.yaml")},
 }
 OVERLAY_BASE["mnist/gpu/experts_mtt.yaml"] = "mnist/experts.yaml"
@@ -62,3 +63,12 @@ def test_datadam_paper_overlay_switches_code_values_to_the_table():
     )
     same = ("ipc", "lr_img", "momentum", "batch_real", "init", "dsa_strategy")
     assert {k: code_hp[k] for k in same} == {k: paper_hp[k] for k in same}
+
+
+@pytest.mark.parametrize("base", ["mnist/datadam_best.yaml", "mnist/dm.yaml", "mnist/evaluate.yaml"])
+def test_compile_overlay_sets_only_the_network_compile(base):
+    plain, compiled = _parse(base), _parse(base, "overlays/compile.yaml")
+    assert compiled.model.init_args.net.init_args.compile == "no_grad"
+    assert compiled.model.init_args.net.class_path == plain.model.init_args.net.class_path
+    compiled.model.init_args.net.init_args.compile = plain.model.init_args.net.init_args.compile
+    assert (compiled.model, compiled.data, compiled.trainer) == (plain.model, plain.data, plain.trainer)

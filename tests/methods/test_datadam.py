@@ -325,12 +325,13 @@ def test_export_records_the_dsa_strategy_that_ran(tmp_path, strategy, applied):
         ({"micro_batch": 4, "channels_last": True}, 0),
         ({"micro_batch": 4, "channels_last": "no_grad"}, 2),
         ({}, 2),
+        pytest.param({"micro_batch": 4, "compile": "no_grad"}, 0, marks=pytest.mark.slow),  # compiles
     ],
 )
 def test_the_224_path_keeps_the_loss_and_image_gradients_on_a_fixed_batch(net_kw, syn_chunk):
-    """The 224x224 path's layout (NHWC, small micro-batches) and chunked synthetic side against the NCHW
-    16-image whole-set path: the same network weights, batch and augmentation give the same loss and
-    image gradients within float tolerance."""
+    """The 224x224 path's layout (NHWC, small micro-batches), compiled real side and chunked synthetic side
+    against the NCHW 16-image whole-set path: the same network weights, batch and augmentation give the
+    same loss and image gradients within float tolerance."""
     torch.manual_seed(0)
     real, syn = torch.randn(2 * 8, 3, 64, 64), torch.randn(2 * 3, 3, 64, 64)
     real_labels = torch.arange(2).repeat_interleave(8)

@@ -148,3 +148,39 @@ def test_convnet_channels_last_no_grad_takes_nhwc_only_without_a_graph():
     torch.testing.assert_close(emb_nograd, emb.detach(), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="channels_last must be true, false or 'no_grad'"):
         ConvNet(channels_last="yes")
+
+
+@pytest.mark.slow  # the first compile of a graph takes seconds on two cores
+def test_convnet_compile_no_grad_compiles_only_graph_free_forwards_and_keeps_their_values(monkeypatch):
+    from ddlight.models import convnet
+    from ddlight.ops.attention import spatial_attention
+
+    eager = ConvNet(channel=1, num_classes=10, width=16, im_size=28, micro_batch=4)
+    compiled = ConvNet(channel=1, num_classes=10, width=16, im_size=28, micro_batch=4, compile="no_grad")
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(10, 1, 28, 28)  # chunks of 4, 4 and 2: two compiled shapes
+    calls = []
+    real = convnet._compiled
+
+    def counting(kind):
+        calls.append((kind, torch.is_grad_enabled()))
+        return real(kind)
+
+    monkeypatch.setattr(convnet, "_compiled", counting)
+    with torch.inference_mode():
+        acts, emb = compiled.forward_blocks(x, reduce=lambda a: spatial_attention(a, 4.0))
+        ref_acts, ref_emb = eager.forward_blocks(x, reduce=lambda a: spatial_attention(a, 4.0))
+        torch.testing.assert_close(compiled.embed(x), eager.embed(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(compiled(x), eager(x), rtol=1e-5, atol=1e-6)
+    assert calls and {grad for _, grad in calls} == {False} and {k for k, _ in calls} == {"blocks", "embed"}
+    for a, r in zip([*acts, emb], [*ref_acts, ref_emb], strict=True):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6)
+    calls.clear()
+    out = compiled(x.requires_grad_(True))  # a graph is recorded: eager, and the gradient flows
+    out.sum().backward()
+    assert calls == [] and x.grad is not None and compiled.blocks[0][0].weight.grad is not None
+
+
+def test_convnet_compile_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="compile must be false or 'no_grad'"):
+        ConvNet(compile=True)
