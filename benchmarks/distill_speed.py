@@ -321,11 +321,13 @@ def print_method(method: str, args: argparse.Namespace, common: list[str]) -> No
         for label, res in results.items():
             s = statistics.median(r["median_s"] for r in res)
             rss = max(r["peak_rss_gb"] for r in res)
-            ratio = "-"
+            ratio, rounds = "-", " ".join(f"{r['median_s']:.3f}" for r in res)
             if ref:  # the median of per-round ratios: each round's rows ran back to back
                 per_round = [a["median_s"] / r["median_s"] for a, r in zip(ref, res, strict=True)]
                 ratio = f"{statistics.median(per_round):.2f}x"
-            print(f"{b:>10} {label:>28} {s:>8.3f} {rss:>12.2f} {ratio:>9}", flush=True)
+                rounds += "  (" + " ".join(f"{x:.2f}x" for x in per_round) + ")"
+            line = f"{b:>10} {label:>28} {s:>8.3f} {rss:>12.2f} {ratio:>9}"
+            print(line + (f"   rounds: {rounds}" if args.rounds > 1 else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -180,7 +180,9 @@ class ConvNet(nn.Module):
         return body(self.blocks, self.pool, self._layout(x))
 
     def _compiled_now(self) -> bool:
-        return self.compile == "no_grad" and not torch.is_grad_enabled()
+        # fvcore counts FLOPs by torch.jit.trace under no_grad, which cannot trace a compiled function
+        graph_free = not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        return self.compile == "no_grad" and graph_free
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

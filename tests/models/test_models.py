@@ -176,6 +176,10 @@ def test_convnet_compile_no_grad_compiles_only_graph_free_forwards_and_keeps_the
     for a, r in zip([*acts, emb], [*ref_acts, ref_emb], strict=True):
         torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6)
     calls.clear()
+    from ddlight.ops.flops import count_macs
+
+    # fvcore traces under no_grad: the trace runs eager and counts the same multiply-adds
+    assert count_macs(compiled, (1, 28, 28)) == count_macs(eager, (1, 28, 28)) and calls == []
     out = compiled(x.requires_grad_(True))  # a graph is recorded: eager, and the gradient flows
     out.sum().backward()
     assert calls == [] and x.grad is not None and compiled.blocks[0][0].weight.grad is not None
