@@ -227,6 +227,11 @@ def main() -> None:
     ref = spawn(["--mode", "reference", *common]) if "reference" in a.variants else None
     if ref:
         report("reference-style fp32 (batch norm)", ref, None)
+    run_variants(a, common, ref, bf16)
+
+
+def run_variants(a: argparse.Namespace, common: list[str], ref: dict | None, bf16: bool) -> None:
+    """ddlight's rows, each variant in its own subprocess, and its evaluation projection."""
     for name in (v for v in a.variants if v in VARIANTS):
         mb, cl, chunk, comp = VARIANTS[name]
         flags = ["--micro-batch", str(mb), "--syn-chunk", str(chunk), "--channels-last", str(cl).lower()]
