@@ -84,8 +84,8 @@ class ConvNet(nn.Module):
     closely as eager agrees with float64. Forwards with a graph stay eager: trajectory matching
     differentiates twice, which compiled graphs do not support, and on DataDAM's synthetic side (100 MNIST
     images, ConvNet-3 w128) inductor's backward was 3e-3 (max, relative) off float64 image gradients where
-    eager is 4e-7, for a 1.2x gain. The first call per input shape
-    compiles (tens of seconds on 2 cores, then cached on disk), so it pays for long runs, not for tests.
+    eager is 4e-7, for a 1.2x gain. The first call per input shape compiles (tens of seconds on 2 cores,
+    then cached on disk), so it pays for long runs, not for tests.
     """
 
     def __init__(
