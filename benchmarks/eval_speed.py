@@ -46,10 +46,29 @@ def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, sha
     return time.perf_counter() - t0
 
 
-def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str) -> dict:
-    ev = SyntheticEvaluator(ConvNet(**dm.shape_args()), num_runs=runs, epochs=epochs)
+def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str, compile: str = "off") -> dict:
+    net = ConvNet(compile={"off": False, "no_grad": "no_grad", "true": True}[compile], **dm.shape_args())
+    ev = SyntheticEvaluator(net, num_runs=runs, epochs=epochs)
     res = ev.fit_plain(images, labels, dm.test_dataloader(), dm.name, precision=precision)
     return {"seconds": res["train_seconds_total"], "mean": res["mean"], "std": res["std"]}
+
+
+def print_rows(images, labels, dm, args, precision: str, comp: str, flop_per_run: float, peak: float, ref):
+    """One line per ``--runs`` entry: seconds, share of the peak, accuracy, cost relative to one run."""
+    one = None
+    for runs in args.runs:
+        r = ddlight_run(images, labels, dm, args.epochs, runs, precision, comp)
+        share = runs * flop_per_run / r["seconds"] / 1e9 / peak
+        tag = precision + ("" if comp == "off" else f" compile={comp}")
+        line = f"ddlight, {runs} run(s), {tag:>10}: {r['seconds']:7.1f} s"
+        line += f"  {100 * share:4.0f} % of peak"
+        line += f"  acc {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %"
+        one = r["seconds"] / runs if one is None and runs == 1 else one
+        if one is not None and runs > 1:
+            line += f"  = {r['seconds'] / one:.2f} x one run"
+        if ref is not None and runs == 1:
+            line += f"  speed-up {ref / r['seconds']:.2f}x"
+        print(line, flush=True)
 
 
 def main() -> None:
@@ -61,6 +80,13 @@ def main() -> None:
         "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
+    ap.add_argument(
+        "--compile",
+        nargs="+",
+        choices=["off", "no_grad", "true"],
+        default=["off"],
+        help="ConvNet compile for ddlight's rows (true: training forwards and backwards compiled too)",
+    )
     args = ap.parse_args()
     dm = make_datamodule(args.dataset)
     dm.setup()
@@ -71,23 +97,13 @@ def main() -> None:
     flop_per_run = 3 * 2 * macs * len(images) * args.epochs  # forward + backward ~ 3 forwards
     print(f"{args.dataset}: ConvNet-3 w128, 100 images, {args.epochs} epochs, DSA (training only)")
     print(f"measured fp32 matmul peak (2048^2): {peak:.0f} GFLOP/s; {flop_per_run / 1e12:.2f} TFLOP per run")
+    ref = None
     if not args.no_reference:
         ref = reference_style(images, labels, args.epochs, dm.shape_args())
         print(f"reference-style loop, 1 run, fp32 : {ref:7.1f} s")
     for precision in args.precision:
-        one = None
-        for runs in args.runs:
-            r = ddlight_run(images, labels, dm, args.epochs, runs, precision)
-            share = runs * flop_per_run / r["seconds"] / 1e9 / peak
-            line = f"ddlight, {runs} run(s), {precision:>10}: {r['seconds']:7.1f} s"
-            line += f"  {100 * share:4.0f} % of peak"
-            line += f"  acc {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %"
-            one = r["seconds"] / runs if one is None and runs == 1 else one
-            if one is not None and runs > 1:
-                line += f"  = {r['seconds'] / one:.2f} x one run"
-            if not args.no_reference and runs == 1:
-                line += f"  speed-up {ref / r['seconds']:.2f}x"
-            print(line, flush=True)
+        for comp in args.compile:
+            print_rows(images, labels, dm, args, precision, comp, flop_per_run, peak, ref)
     print(f"peak RSS {peak_rss_gb():.2f} GB")
 
 

@@ -19,6 +19,7 @@ OVERLAY_BASE = {
     "overlays/datadam_paper.yaml": "cifar10/datadam_ipc10.yaml",
     "overlays/scores.yaml": "mnist/evaluate.yaml",
     "overlays/compile.yaml": "mnist/datadam_best.yaml",
+    "overlays/compile_eval.yaml": "mnist/evaluate.yaml",
     **{f"mnist/gpu/{p.name}": f"mnist/{p.name}" for p in (CONFIGS / "mnist" / "gpu").glob("*.yaml")},
 }
 OVERLAY_BASE["mnist/gpu/experts_mtt.yaml"] = "mnist/experts.yaml"
@@ -65,10 +66,19 @@ def test_datadam_paper_overlay_switches_code_values_to_the_table():
     assert {k: code_hp[k] for k in same} == {k: paper_hp[k] for k in same}
 
 
-@pytest.mark.parametrize("base", ["mnist/datadam_best.yaml", "mnist/dm.yaml", "mnist/evaluate.yaml"])
-def test_compile_overlay_sets_only_the_network_compile(base):
-    plain, compiled = _parse(base), _parse(base, "overlays/compile.yaml")
-    assert compiled.model.init_args.net.init_args.compile == "no_grad"
+@pytest.mark.parametrize(
+    ("base", "overlay", "value"),
+    [
+        ("mnist/datadam_best.yaml", "compile.yaml", "no_grad"),
+        ("mnist/dm.yaml", "compile.yaml", "no_grad"),
+        ("mnist/evaluate.yaml", "compile.yaml", "no_grad"),
+        ("mnist/evaluate.yaml", "compile_eval.yaml", True),
+        ("mnist/baseline.yaml", "compile_eval.yaml", True),
+    ],
+)
+def test_compile_overlays_set_only_the_network_compile(base, overlay, value):
+    plain, compiled = _parse(base), _parse(base, f"overlays/{overlay}")
+    assert compiled.model.init_args.net.init_args.compile == value
     assert compiled.model.init_args.net.class_path == plain.model.init_args.net.class_path
     compiled.model.init_args.net.init_args.compile = plain.model.init_args.net.init_args.compile
     assert (compiled.model, compiled.data, compiled.trainer) == (plain.model, plain.data, plain.trainer)

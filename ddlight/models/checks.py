@@ -21,3 +21,15 @@ def check_num_classes(net: nn.Module, datamodule: object | None, where: str) -> 
 def input_shape_of(datamodule: object) -> tuple[int, int, int]:
     h, w = datamodule.image_size
     return (datamodule.channels, h, w)
+
+
+def refuse_compiled_graphs(net: nn.Module, where: str) -> None:
+    """Methods that differentiate a network's gradient again (DC/DSA's gradient distance, trajectory
+    matching's unrolled SGD) cannot run on compiled graphs: torch.compile has no double backward. Say so
+    at construction instead of at the first backward."""
+    if getattr(net, "compile", False) is True:
+        raise ValueError(
+            f"{where} differentiates the network's gradients (a double backward), which torch.compile graphs "
+            "cannot do: set model.init_args.net.init_args.compile to no_grad (compiles only the forwards "
+            "without a graph) or false"
+        )

@@ -81,11 +81,14 @@ class ConvNet(nn.Module):
     real side, test passes) through ``torch.compile``: inductor fuses the memory-bound norm, activation,
     attention reduction and pooling after each convolution, which in the 32x32 first block cost as much as
     the convolutions (``benchmarks/distill_speed.py --compile no_grad``). Its values agree with eager as
-    closely as eager agrees with float64. Forwards with a graph stay eager: trajectory matching
-    differentiates twice, which compiled graphs do not support, and on DataDAM's synthetic side (100 MNIST
-    images, ConvNet-3 w128) inductor's backward was 3e-3 (max, relative) off float64 image gradients where
-    eager is 4e-7, for a 1.2x gain. The first call per input shape compiles (tens of seconds on 2 cores,
-    then cached on disk), so it pays for long runs, not for tests.
+    closely as eager agrees with float64. ``compile=True`` compiles every forward, graph and backward too
+    (the evaluator's training, ``benchmarks/eval_speed.py --compile``): inductor recomputes activations in
+    its fused backward, and the few ReLUs whose input rounds across zero differently change their gradient
+    (DataDAM's image gradients measured 3e-3 max, 7e-4 L2 relative to float64, eager 4e-7), which is noise
+    for training a network but not "the same images", so distillers keep ``no_grad``. Compiled graphs cannot
+    be differentiated twice: DC/DSA and trajectory matching refuse ``True``
+    (:func:`~ddlight.models.checks.refuse_compiled_graphs`). The first call per input shape compiles (tens
+    of seconds on 2 cores, then cached on disk), so it pays for long runs, not for tests.
     """
 
     def __init__(
@@ -105,10 +108,8 @@ class ConvNet(nn.Module):
         super().__init__()
         if channels_last not in (True, False, "no_grad"):
             raise ValueError(f"ConvNet channels_last must be true, false or 'no_grad', got {channels_last!r}")
-        if compile not in (False, "no_grad"):
-            raise ValueError(
-                f"ConvNet compile must be false or 'no_grad' (graph-free forwards only), got {compile!r}"
-            )
+        if compile not in (True, False, "no_grad"):
+            raise ValueError(f"ConvNet compile must be true, false or 'no_grad', got {compile!r}")
         self.channels_last = channels_last
         self.compile = compile
         h, w = as_size(im_size)
@@ -181,9 +182,10 @@ class ConvNet(nn.Module):
         return body(self.blocks, self.pool, self._layout(x))
 
     def _compiled_now(self) -> bool:
-        # fvcore counts FLOPs by torch.jit.trace under no_grad, which cannot trace a compiled function
-        graph_free = not torch.is_grad_enabled() and not torch.jit.is_tracing()
-        return self.compile == "no_grad" and graph_free
+        # fvcore counts FLOPs by torch.jit.trace, which cannot trace a compiled function
+        if torch.jit.is_tracing():
+            return False
+        return self.compile is True or (self.compile == "no_grad" and not torch.is_grad_enabled())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ddlight.methods.distiller import Distiller
-from ddlight.models.checks import check_num_classes
+from ddlight.models.checks import check_num_classes, refuse_compiled_graphs
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, DSAParams, strategy_for
 from ddlight.ops.losses import gradient_distance
@@ -105,6 +105,7 @@ class DC(Distiller):
             raise ValueError("DC/DSA here supports networks without batch norm (e.g. ConvNet's instancenorm)")
         self.save_hyperparameters()
         self.method_name = "dc" if dsa_strategy.strip().lower() in ("none", "") else "dsa"
+        refuse_compiled_graphs(net, type(self).__name__)
         self.net = net.requires_grad_(False)
         # The inner loop's SGD momentum, flat; module state so that a resume mid-network continues it.
         self.register_buffer("net_momentum", torch.zeros(sum(p.numel() for p in net.parameters())))
