@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ddlight.models.checks import refuse_compiled_graphs
+
 
 def check_args(
     init: str,
@@ -53,8 +55,10 @@ def check_window(min_start_epoch: int, current_max_start_epoch: int | None, max_
         )
 
 
-def check_settings(s: dict[str, Any]) -> None:
-    """Every argument check of :class:`~ddlight.methods.trajectory.core.TrajectoryMatching`'s settings."""
+def check_settings(s: dict[str, Any], where: str) -> None:
+    """Every argument check of :class:`~ddlight.methods.trajectory.core.TrajectoryMatching`'s settings;
+    ``where`` names the method in messages."""
+    refuse_compiled_graphs(s["net"], where)  # the unrolled student SGD is differentiated again
     check_args(
         s["init"], s["syn_steps"], s["expert_epochs"], s["batch_syn"], s["label_experts"],
         s["checkpoint_segments"], s["memory_budget_mb"],

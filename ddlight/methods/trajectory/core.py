@@ -99,7 +99,7 @@ from ddlight.methods.trajectory.unroll import (
     unroll_student,
 )
 from ddlight.methods.trajectory.window import start_bound
-from ddlight.models.checks import check_num_classes, refuse_compiled_graphs
+from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import matching_loss
@@ -188,7 +188,7 @@ class TrajectoryMatching(Distiller):
     ) -> None:
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
-        check_settings(given)
+        check_settings(given, type(self).__name__)
         self.save_hyperparameters()
         # MTT/DATM fix some arguments and leave them out of their signatures (so out of hparams, what a
         # checkpoint re-instantiates from); ``settings`` is every argument the method runs with.
@@ -196,7 +196,6 @@ class TrajectoryMatching(Distiller):
         self.depth_ratio = default_depth_ratio(ipc) if depth_ratio is None else float(depth_ratio)
         fiem_mask([1], self.depth_ratio)  # validate now, not after the buffer has been read
         # Only the structure is used; functional_call supplies the weights.
-        refuse_compiled_graphs(net, type(self).__name__)
         self.net = net.requires_grad_(False)
         self.syn_lr = nn.Parameter(torch.tensor(float(lr_teacher_init)))
         self.label_logits: nn.Parameter | None = None
