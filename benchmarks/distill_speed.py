@@ -56,7 +56,7 @@ def run_ddlight(
 ) -> dict:
     import lightning as L
     import torch
-    from bench_data import make_datamodule
+    from bench_data import compile_value, make_datamodule
 
     from ddlight.methods import DM, DataDAM
     from ddlight.models import ConvNet
@@ -74,7 +74,7 @@ def run_ddlight(
     torch.manual_seed(0)
     dm = make_datamodule(dataset, episode_per_class=batch_real)
     model = {"datadam": DataDAM, "dm": DM}[method](
-        ConvNet(micro_batch=micro_batch, compile=compile == "no_grad" and "no_grad", **dm.shape_args()),
+        ConvNet(micro_batch=micro_batch, compile=compile_value(compile), **dm.shape_args()),
         ipc=10,
         init="real",
         batch_real=batch_real,

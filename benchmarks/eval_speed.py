@@ -16,7 +16,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_data import make_datamodule, matmul_peak_gflops
+from bench_data import COMPILE_CHOICES, compile_value, make_datamodule, matmul_peak_gflops
 from distill_speed import peak_rss_gb
 
 from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
@@ -47,7 +47,7 @@ def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, sha
 
 
 def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str, compile: str = "off") -> dict:
-    net = ConvNet(compile={"off": False, "no_grad": "no_grad", "true": True}[compile], **dm.shape_args())
+    net = ConvNet(compile=compile_value(compile), **dm.shape_args())
     ev = SyntheticEvaluator(net, num_runs=runs, epochs=epochs)
     res = ev.fit_plain(images, labels, dm.test_dataloader(), dm.name, precision=precision)
     return {"seconds": res["train_seconds_total"], "mean": res["mean"], "std": res["std"]}
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument(
         "--compile",
         nargs="+",
-        choices=["off", "no_grad", "true"],
+        choices=COMPILE_CHOICES,
         default=["off"],
         help="ConvNet compile for ddlight's rows (true: training forwards and backwards compiled too)",
     )

@@ -27,7 +27,7 @@ def refuse_compiled_graphs(net: nn.Module, where: str) -> None:
     """Methods that differentiate a network's gradient again (DC/DSA's gradient distance, trajectory
     matching's unrolled SGD) cannot run on compiled graphs: torch.compile has no double backward. Say so
     at construction instead of at the first backward."""
-    if getattr(net, "compile", False) is True:
+    if getattr(net, "compile_mode", False) is True:
         raise ValueError(
             f"{where} differentiates the network's gradients (a double backward), which torch.compile graphs "
             "cannot do: set model.init_args.net.init_args.compile to no_grad (compiles only the forwards "

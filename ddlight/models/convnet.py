@@ -111,7 +111,8 @@ class ConvNet(nn.Module):
         if compile not in (True, False, "no_grad"):
             raise ValueError(f"ConvNet compile must be true, false or 'no_grad', got {compile!r}")
         self.channels_last = channels_last
-        self.compile = compile
+        # not ``self.compile``: that would hide nn.Module.compile(), which compiles the whole module in place
+        self.compile_mode = compile
         h, w = as_size(im_size)
         # Per-sample norms make a chunked forward exact; batch norm's statistics would change, so it never
         # chunks.
@@ -185,7 +186,7 @@ class ConvNet(nn.Module):
         # fvcore counts FLOPs by torch.jit.trace, which cannot trace a compiled function
         if torch.jit.is_tracing():
             return False
-        return self.compile is True or (self.compile == "no_grad" and not torch.is_grad_enabled())
+        return self.compile_mode is True or (self.compile_mode == "no_grad" and not torch.is_grad_enabled())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

@@ -219,9 +219,11 @@ def test_convnet_compile_true_compiles_graph_forwards_and_trains_like_eager(monk
         assert (grads[0][name] - g).norm() <= 1e-2 * g.norm(), name
 
 
-def test_convnet_compile_refuses_what_it_cannot_do():
+def test_convnet_compile_refuses_what_it_cannot_do_and_keeps_module_compile():
     with pytest.raises(ValueError, match="compile must be true, false or 'no_grad'"):
         ConvNet(compile="yes")
+    net = ConvNet(width=8, compile="no_grad")
+    assert net.compile_mode == "no_grad" and callable(net.compile)  # nn.Module.compile() not shadowed
 
 
 @pytest.mark.parametrize("method", ["DC", "MTT", "DATM", "PAD"])
