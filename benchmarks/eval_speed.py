@@ -53,6 +53,51 @@ def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str, comp
     return {"seconds": res["train_seconds_total"], "mean": res["mean"], "std": res["std"]}
 
 
+def conv_ceiling(dm, images: torch.Tensor, precision: str, peak: float, reps: int = 5) -> str:
+    """The step's convolutions alone (forward, weight and input gradients, in the ConvNet's micro-batch
+    chunks; no input gradient for the first, as in training): the share of the matmul peak that oneDNN's
+    kernels reach at these shapes bounds what the whole step can reach."""
+    net = ConvNet(**dm.shape_args())
+    convs = [block[0] for block in net.blocks]
+    shapes: list[torch.Size] = []
+    hooks = [c.register_forward_hook(lambda m, i, o: shapes.append(i[0].shape)) for c in convs]
+    mb = net.micro_batch * (2 if precision == "bf16-mixed" else 1)  # as ConvNet._chunks under autocast
+    with torch.no_grad():
+        net(images[:1])
+    for h in hooks:
+        h.remove()
+    sizes = [len(c) for c in images.split(mb)]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    inputs = [
+        [torch.randn(n, *shape[1:], requires_grad=i > 0) for i, shape in enumerate(shapes)] for n in sizes
+    ]
+
+    def once() -> None:
+        for chunk in inputs:
+            for conv, x in zip(convs, chunk, strict=True):
+                with autocast:
+                    out = conv(x)
+                out.backward(torch.ones_like(out))
+
+    once()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        once()
+    seconds = (time.perf_counter() - t0) / reps
+    flop = 0.0
+    for i, (conv, shape) in enumerate(zip(convs, shapes, strict=True)):
+        pad = conv.padding[0]
+        out_hw = (shape[2] + 2 * pad - 2) * (shape[3] + 2 * pad - 2)
+        macs = conv.out_channels * conv.in_channels * 9 * out_hw * len(images)
+        flop += 2 * macs * (3 if i > 0 else 2)
+    gflops = flop / seconds / 1e9
+    share = 100 * gflops / peak
+    return (
+        f"{precision} convolutions alone: {1000 * seconds:.0f} ms per step, {gflops:.0f} GFLOP/s"
+        f" = {share:.0f} % of peak"
+    )
+
+
 def print_rows(images, labels, dm, args, precision: str, comp: str, flop_per_run: float, peak: float, ref):
     """One line per ``--runs`` entry: seconds, share of the peak, accuracy, cost relative to one run."""
     one = None
@@ -102,6 +147,7 @@ def main() -> None:
         ref = reference_style(images, labels, args.epochs, dm.shape_args())
         print(f"reference-style loop, 1 run, fp32 : {ref:7.1f} s")
     for precision in args.precision:
+        print(conv_ceiling(dm, images, precision, peak), flush=True)
         for comp in args.compile:
             print_rows(images, labels, dm, args, precision, comp, flop_per_run, peak, ref)
     print(f"peak RSS {peak_rss_gb():.2f} GB")

@@ -45,9 +45,28 @@ def make_act(act: str) -> nn.Module:
     raise ValueError(f"act must be one of {ACTS}, got {act!r}")
 
 
+class AvgPool2x2(nn.AvgPool2d):
+    """The field's 2x2 average pooling (stride 2), on a CPU computed as a depthwise convolution with weights
+    1/4: the same sums of four scaled by an exact power of two, but oneDNN's kernel instead of ATen's NCHW
+    ``avg_pool2d``, which ran forward + backward at about half the speed (16x128x32x32 fp32: 7.1 vs 12.8 ms)
+    and was a third of a bf16 training step's profile. Always in fp32 (autocast off): bf16 depthwise
+    convolutions are slower still. Inside ``torch.compile`` the plain op, which inductor fuses."""
+
+    def __init__(self) -> None:
+        super().__init__(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plain = x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4
+        if plain or torch.compiler.is_compiling():
+            return super().forward(x)
+        weight = x.new_full((1, 1, 2, 2), 0.25).expand(x.shape[1], 1, 2, 2)
+        with torch.autocast("cpu", enabled=False):
+            return nn.functional.conv2d(x, weight, stride=2, groups=x.shape[1])
+
+
 def make_pool(pooling: str) -> nn.Module:
     if pooling == "avgpooling":
-        return nn.AvgPool2d(2, 2)
+        return AvgPool2x2()
     if pooling == "maxpooling":
         return nn.MaxPool2d(2, 2)
     if pooling == "none":
@@ -152,9 +171,15 @@ class ConvNet(nn.Module):
 
         On CPU the norm/activation/pool passes are memory-bound: a 16-image chunk keeps a block's
         activations in cache, which measured 2-3x faster per image than one large batch on these 2-core
-        machines (benchmarks/distill_speed.py). GPUs prefer the whole batch.
+        machines (benchmarks/distill_speed.py). GPUs prefer the whole batch. Under bf16 autocast a chunk
+        twice as large: its convolutions' activations take half the bytes, and on a CPU with bf16 units
+        (AMX) the 16-image chunks left the step dominated by per-chunk norm and pooling passes (one
+        ConvNet-3 training step on 100 MNIST images: 335 ms at 16, 305 ms at 32, fp32 459 ms;
+        benchmarks/eval_speed.py --precision 32-true bf16-mixed).
         """
         mb = self.micro_batch
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            mb *= 2 if torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16) else 1
         if mb <= 0 or x.device.type != "cpu" or x.shape[0] <= mb:
             return None
         return list(x.split(mb))

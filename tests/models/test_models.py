@@ -235,3 +235,43 @@ def test_methods_that_differentiate_twice_refuse_compiled_graphs(method):
     with pytest.raises(ValueError, match=rf"{method} differentiates .*compile to no_grad"):
         getattr(methods, method)(net)
     getattr(methods, method)(ConvNet(channel=1, num_classes=10, width=8, im_size=28, compile="no_grad"))
+
+
+def test_convnet_chunks_twice_as_many_images_under_bf16_autocast_and_keeps_values():
+    # Chunking is exact for per-sample norms; bf16 autocast only changes how many images go per chunk.
+    net = ConvNet(channel=1, num_classes=10, width=8, im_size=28, micro_batch=4)
+    sizes: list[int] = []
+    net.blocks[0].register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    x = torch.randn(10, 1, 28, 28)
+    fp32 = net(x)
+    assert sizes == [4, 4, 2]
+    sizes.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = net(x)
+        assert sizes == [8, 2]
+        sizes.clear()
+        whole = ConvNet(channel=1, num_classes=10, width=8, im_size=28, micro_batch=0)
+        whole.load_state_dict(net.state_dict())
+        torch.testing.assert_close(bf16, whole(x))  # the same bf16 values as one whole batch
+    torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 4, 7, 9)])
+def test_avgpool2x2_equals_avg_pool2d_in_values_gradients_and_dtype(shape):
+    from ddlight.models.convnet import AvgPool2x2, make_pool
+
+    assert isinstance(make_pool("avgpooling"), AvgPool2x2) and not list(AvgPool2x2().parameters())
+    x = torch.randn(*shape, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+    out, ref = AvgPool2x2()(x), torch.nn.functional.avg_pool2d(ref_x, 2, 2)
+    assert out.shape == ref.shape  # odd sizes floor, as avg_pool2d does
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    g = torch.randn_like(ref)
+    out.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(x.grad, ref_x.grad, rtol=0, atol=1e-7)
+    nhwc = x.detach().contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(AvgPool2x2()(nhwc), ref.detach(), rtol=0, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 in, fp32 out, as avg_pool2d under autocast
+        assert AvgPool2x2()(x).dtype == torch.float32
+        assert AvgPool2x2()(x.detach().bfloat16()).dtype == torch.bfloat16
