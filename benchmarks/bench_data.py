@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ddlight.data import CIFAR10DataModule, MNISTDataModule
 from ddlight.data.base import RealDataModule
@@ -51,3 +52,15 @@ COMPILE_CHOICES = ("off", "no_grad", "true")
 def compile_value(choice: str) -> bool | str:
     """A benchmark's ``--compile`` choice as ``ConvNet(compile=...)`` takes it."""
     return {"off": False, "no_grad": "no_grad", "true": True}[choice]
+
+
+def reference_convnet(**kwargs) -> nn.Module:
+    """ddlight's ConvNet with the released code's pooling module (``nn.AvgPool2d``), for the
+    reference-style loops: ddlight's own pooling kernel (``convnet.AvgPool2x2``) is part of what they
+    compare."""
+    from ddlight.models import ConvNet
+
+    net = ConvNet(**kwargs)
+    if isinstance(net.pool, nn.AvgPool2d):
+        net.pool = nn.AvgPool2d(2, 2)
+    return net

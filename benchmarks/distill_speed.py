@@ -99,15 +99,17 @@ def run_ddlight(
 def run_reference_style(batch_real: int, steps: int, warmup: int, method: str = "datadam") -> dict:
     """The released loop's structure on MNIST IPC 10 (DataDAM: batch-norm ConvNet-3; DM: instance norm, as
     each was released), for comparison only."""
+    from bench_data import reference_convnet
+
     from ddlight.data import MNISTDataModule
-    from ddlight.models import ConvNet
 
     dm = MNISTDataModule(data_dir=str(DATA))
     dm.setup()
     if method == "dm":
-        times = dm_reference_loop(dm, ConvNet, 10, batch_real, warmup + steps)
+        times = dm_reference_loop(dm, reference_convnet, 10, batch_real, warmup + steps)
     else:
-        times = reference_loop(dm, lambda: ConvNet(norm="batchnorm"), 10, batch_real, warmup + steps)
+        make_net = lambda: reference_convnet(norm="batchnorm")  # noqa: E731
+        times = reference_loop(dm, make_net, 10, batch_real, warmup + steps)
     return {"median_s": statistics.median(times[warmup:]), "peak_rss_gb": peak_rss_gb()}
 
 

@@ -16,7 +16,13 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_data import COMPILE_CHOICES, compile_value, make_datamodule, matmul_peak_gflops
+from bench_data import (
+    COMPILE_CHOICES,
+    compile_value,
+    make_datamodule,
+    matmul_peak_gflops,
+    reference_convnet,
+)
 from distill_speed import peak_rss_gb
 
 from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
@@ -26,7 +32,7 @@ from ddlight.ops.flops import count_macs
 
 
 def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, shape: dict) -> float:
-    net = ConvNet(micro_batch=0, **shape)
+    net = reference_convnet(micro_batch=0, **shape)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(images, labels), batch_size=256, shuffle=True

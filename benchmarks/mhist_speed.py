@@ -116,14 +116,14 @@ def run_ddlight(a: argparse.Namespace) -> dict:
 
 
 def run_reference(a: argparse.Namespace) -> dict:
+    from bench_data import reference_convnet
     from distill_speed import peak_rss_gb, reference_loop
 
     from ddlight.data import MHISTDataModule
-    from ddlight.models import ConvNet
 
     dm = MHISTDataModule(data_dir=a.data_dir, image_size=224)
     dm.setup()
-    make_net = lambda: ConvNet(norm="batchnorm", width=32, depth=7, **dm.shape_args())  # noqa: E731
+    make_net = lambda: reference_convnet(norm="batchnorm", width=32, depth=7, **dm.shape_args())  # noqa: E731
     times = reference_loop(dm, make_net, 50, 128, a.warmup + a.steps, "color_crop_cutout_flip_scale_rotate")
     return {"median_s": statistics.median(times[a.warmup :]), "peak_rss_gb": peak_rss_gb()}
 

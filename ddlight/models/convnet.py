@@ -45,23 +45,49 @@ def make_act(act: str) -> nn.Module:
     raise ValueError(f"act must be one of {ACTS}, got {act!r}")
 
 
+class _PairSums(torch.autograd.Function):
+    """2x2 average pooling as two strided adds (column pairs, then row pairs); the backward spreads the
+    gradient/4 over each window with one expand-copy. Written with torch ops, so it differentiates twice
+    (DC/DSA's and trajectory matching's second order)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.in_hw = x.shape[-2:]
+        h2, w2 = x.shape[-2] // 2, x.shape[-1] // 2
+        x = x[..., : 2 * h2, : 2 * w2]  # odd sizes floor, as avg_pool2d
+        cols = x[..., 0::2] + x[..., 1::2]
+        return (cols[..., 0::2, :] + cols[..., 1::2, :]).mul_(0.25)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        n, c, h2, w2 = grad.shape
+        spread = (grad * 0.25)[:, :, :, None, :, None].expand(n, c, h2, 2, w2, 2)
+        spread = spread.reshape(n, c, 2 * h2, 2 * w2)
+        h, w = ctx.in_hw
+        return nn.functional.pad(spread, (0, w - 2 * w2, 0, h - 2 * h2))
+
+
 class AvgPool2x2(nn.AvgPool2d):
-    """The field's 2x2 average pooling (stride 2), on a CPU computed as a depthwise convolution with weights
-    1/4: the same sums of four scaled by an exact power of two, but oneDNN's kernel instead of ATen's NCHW
-    ``avg_pool2d``, which ran forward + backward at about half the speed (16x128x32x32 fp32: 7.1 vs 12.8 ms)
-    and was a third of a bf16 training step's profile. Always in fp32 (autocast off): bf16 depthwise
-    convolutions are slower still. Inside ``torch.compile`` the plain op, which inductor fuses."""
+    """The field's 2x2 average pooling (stride 2) with faster CPU kernels than ATen's NCHW ``avg_pool2d``,
+    whose forward + backward was a third of a bf16 ConvNet-3 training step (torch.profiler). Measured per
+    forward + backward, one thread (fp32 / bf16, ms): 32x128x32x32 avg_pool2d 79 / 78, as a depthwise
+    convolution with weights 1/4 40 / 58, as strided pair sums 50 / 34; 10x32x224x224 (MHIST) 308 / 373,
+    depthwise 314 / 399, pair sums 154 / 117. So: fp32 maps up to 64x64 through oneDNN's depthwise
+    convolution (the same values: sums of four times an exact power of two), everything else as pair sums
+    (fp32 values within rounding order, 2e-7; bf16 rounds its partial sums, within one bf16 step).
+    Inside ``torch.compile`` the plain op, which inductor fuses with the norm and activation."""
 
     def __init__(self) -> None:
         super().__init__(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plain = x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4
-        if plain or torch.compiler.is_compiling():
+        if x.device.type != "cpu" or x.dim() != 4 or torch.compiler.is_compiling():
             return super().forward(x)
-        weight = x.new_full((1, 1, 2, 2), 0.25).expand(x.shape[1], 1, 2, 2)
-        with torch.autocast("cpu", enabled=False):
-            return nn.functional.conv2d(x, weight, stride=2, groups=x.shape[1])
+        if x.dtype == torch.float32 and x.shape[-2] * x.shape[-1] <= 64 * 64:
+            weight = x.new_full((1, 1, 2, 2), 0.25).expand(x.shape[1], 1, 2, 2)
+            with torch.autocast("cpu", enabled=False):
+                return nn.functional.conv2d(x, weight, stride=2, groups=x.shape[1])
+        return _PairSums.apply(x)
 
 
 def make_pool(pooling: str) -> nn.Module:

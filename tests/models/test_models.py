@@ -256,8 +256,9 @@ def test_convnet_chunks_twice_as_many_images_under_bf16_autocast_and_keeps_value
     torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 4, 7, 9)])
+@pytest.mark.parametrize("shape", [(3, 5, 8, 8), (2, 4, 7, 9), (2, 3, 66, 70), (1, 2, 71, 65)])
 def test_avgpool2x2_equals_avg_pool2d_in_values_gradients_and_dtype(shape):
+    # small fp32 maps take the depthwise convolution, large ones the pair sums: both equal avg_pool2d
     from ddlight.models.convnet import AvgPool2x2, make_pool
 
     assert isinstance(make_pool("avgpooling"), AvgPool2x2) and not list(AvgPool2x2().parameters())
@@ -269,9 +270,21 @@ def test_avgpool2x2_equals_avg_pool2d_in_values_gradients_and_dtype(shape):
     g = torch.randn_like(ref)
     out.backward(g)
     ref.backward(g)
+    assert x.grad.shape == x.shape
     torch.testing.assert_close(x.grad, ref_x.grad, rtol=0, atol=1e-7)
     nhwc = x.detach().contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(AvgPool2x2()(nhwc), ref.detach(), rtol=0, atol=1e-6)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 in, fp32 out, as avg_pool2d under autocast
         assert AvgPool2x2()(x).dtype == torch.float32
-        assert AvgPool2x2()(x.detach().bfloat16()).dtype == torch.bfloat16
+        half = AvgPool2x2()(x.detach().bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), ref.detach(), rtol=0.02, atol=0.02)
+
+
+def test_avgpool2x2_differentiates_twice():
+    # DC/DSA and trajectory matching take gradients of gradients through the pooling
+    from ddlight.models.convnet import AvgPool2x2
+
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(AvgPool2x2(), (x,))
+    assert torch.autograd.gradgradcheck(AvgPool2x2(), (x,))
