@@ -75,13 +75,16 @@ class AvgPool2x2(nn.AvgPool2d):
     depthwise 314 / 399, pair sums 154 / 117. So: fp32 maps up to 64x64 through oneDNN's depthwise
     convolution (the same values: sums of four times an exact power of two), everything else as pair sums
     (fp32 values within rounding order, 2e-7; bf16 rounds its partial sums, within one bf16 step).
-    Inside ``torch.compile`` the plain op, which inductor fuses with the norm and activation."""
+    Inside ``torch.compile`` the plain op, which inductor fuses with the norm and activation, and under
+    ``torch.jit`` tracing (fvcore), which would count the depthwise form as convolution MACs."""
 
     def __init__(self) -> None:
         super().__init__(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dim() != 4 or torch.compiler.is_compiling():
+        # fvcore counts MACs by tracing: the plain op keeps pooling out of its convolution count
+        traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
+        if x.device.type != "cpu" or x.dim() != 4 or traced:
             return super().forward(x)
         if x.dtype == torch.float32 and x.shape[-2] * x.shape[-1] <= 64 * 64:
             weight = x.new_full((1, 1, 2, 2), 0.25).expand(x.shape[1], 1, 2, 2)
