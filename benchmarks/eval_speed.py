@@ -60,30 +60,29 @@ def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str, comp
 
 
 def conv_ceiling(dm, images: torch.Tensor, precision: str, peak: float, reps: int = 5) -> str:
-    """The step's convolutions alone (forward, weight and input gradients, in the ConvNet's micro-batch
-    chunks; no input gradient for the first, as in training): the share of the matmul peak that oneDNN's
-    kernels reach at these shapes bounds what the whole step can reach."""
+    """The step's convolutions alone (forward, weight and input gradients, on the chunks one forward of
+    ``images`` gives them under this precision; no input gradient for the first, as in training): the
+    share of the matmul peak that oneDNN's kernels reach at these shapes bounds what the whole step can
+    reach."""
     net = ConvNet(**dm.shape_args())
     convs = [block[0] for block in net.blocks]
-    shapes: list[torch.Size] = []
-    hooks = [c.register_forward_hook(lambda m, i, o: shapes.append(i[0].shape)) for c in convs]
-    mb = net.micro_batch * (2 if precision == "bf16-mixed" else 1)  # as ConvNet._chunks under autocast
-    with torch.no_grad():
-        net(images[:1])
+    seen: list[tuple[int, torch.Size, torch.Size]] = []  # (conv index, input shape, output shape)
+    hooks = [
+        c.register_forward_hook(lambda m, i, o, k=k: seen.append((k, i[0].shape, o.shape)))
+        for k, c in enumerate(convs)
+    ]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    with torch.no_grad(), autocast:
+        net(images)
     for h in hooks:
         h.remove()
-    sizes = [len(c) for c in images.split(mb)]
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-    inputs = [
-        [torch.randn(n, *shape[1:], requires_grad=i > 0) for i, shape in enumerate(shapes)] for n in sizes
-    ]
+    inputs = [(convs[k], torch.randn(shape, requires_grad=k > 0)) for k, shape, _ in seen]
 
     def once() -> None:
-        for chunk in inputs:
-            for conv, x in zip(convs, chunk, strict=True):
-                with autocast:
-                    out = conv(x)
-                out.backward(torch.ones_like(out))
+        for conv, x in inputs:
+            with autocast:
+                out = conv(x)
+            out.backward(torch.ones_like(out))
 
     once()
     t0 = time.perf_counter()
@@ -91,11 +90,9 @@ def conv_ceiling(dm, images: torch.Tensor, precision: str, peak: float, reps: in
         once()
     seconds = (time.perf_counter() - t0) / reps
     flop = 0.0
-    for i, (conv, shape) in enumerate(zip(convs, shapes, strict=True)):
-        pad = conv.padding[0]
-        out_hw = (shape[2] + 2 * pad - 2) * (shape[3] + 2 * pad - 2)
-        macs = conv.out_channels * conv.in_channels * 9 * out_hw * len(images)
-        flop += 2 * macs * (3 if i > 0 else 2)
+    for k, shape, out_shape in seen:
+        macs = out_shape.numel() * shape[1] * convs[k].weight[0, 0].numel()
+        flop += 2 * macs * (3 if k > 0 else 2)
     gflops = flop / seconds / 1e9
     share = 100 * gflops / peak
     return (

@@ -70,19 +70,19 @@ class _PairSums(torch.autograd.Function):
 class AvgPool2x2(nn.AvgPool2d):
     """The field's 2x2 average pooling (stride 2) with faster CPU kernels than ATen's NCHW ``avg_pool2d``,
     whose forward + backward was a third of a bf16 ConvNet-3 training step (torch.profiler). Measured per
-    forward + backward, one thread (fp32 / bf16, ms): 32x128x32x32 avg_pool2d 79 / 78, as a depthwise
-    convolution with weights 1/4 40 / 58, as strided pair sums 50 / 34; 10x32x224x224 (MHIST) 308 / 373,
-    depthwise 314 / 399, pair sums 154 / 117. So: fp32 maps up to 64x64 through oneDNN's depthwise
-    convolution (the same values: sums of four times an exact power of two), everything else as pair sums
-    (fp32 values within rounding order, 2e-7; bf16 rounds its partial sums, within one bf16 step).
-    Inside ``torch.compile`` the plain op, which inductor fuses with the norm and activation, and under
-    ``torch.jit`` tracing (fvcore), which would count the depthwise form as convolution MACs."""
+    forward + backward on one thread while another job ran, so only the ratios count (fp32 / bf16, ms):
+    32x128x32x32 avg_pool2d 79 / 78, as a depthwise convolution with weights 1/4 40 / 58, as strided pair
+    sums 50 / 34; 10x32x224x224 (MHIST) 308 / 373, depthwise 314 / 399, pair sums 154 / 117. So: fp32
+    maps up to 64x64 through oneDNN's depthwise convolution (the same values: sums of four times an exact
+    power of two), everything else as pair sums (fp32 values within rounding order, 2e-7; bf16 rounds its
+    partial sums, within one bf16 step). Inside ``torch.compile`` the plain op, which inductor fuses with
+    the norm and activation, and under ``torch.jit`` tracing (fvcore), which would count the depthwise
+    form as convolution MACs."""
 
     def __init__(self) -> None:
         super().__init__(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # fvcore counts MACs by tracing: the plain op keeps pooling out of its convolution count
         traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
         if x.device.type != "cpu" or x.dim() != 4 or traced:
             return super().forward(x)
@@ -203,12 +203,13 @@ class ConvNet(nn.Module):
         machines (benchmarks/distill_speed.py). GPUs prefer the whole batch. Under bf16 autocast a chunk
         twice as large: its convolutions' activations take half the bytes, and on a CPU with bf16 units
         (AMX) the 16-image chunks left the step dominated by per-chunk norm and pooling passes (one
-        ConvNet-3 training step on 100 MNIST images: 335 ms at 16, 305 ms at 32, fp32 459 ms;
-        benchmarks/eval_speed.py --precision 32-true bf16-mixed).
+        ConvNet-3 training step on 100 MNIST images, the step alone timed in 3 interleaved rounds on the
+        Intel AMX host: bf16 335 ms at 16, 305 ms at 32; fp32 459 ms at 16).
         """
         mb = self.micro_batch
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            mb *= 2 if torch.get_autocast_dtype("cpu") in (torch.bfloat16, torch.float16) else 1
+        half = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != torch.float32
+        if half and x.device.type == "cpu":
+            mb *= 2
         if mb <= 0 or x.device.type != "cpu" or x.shape[0] <= mb:
             return None
         return list(x.split(mb))
