@@ -1,4 +1,4 @@
-"""The headline command's cost: DataDAM at ``configs/mhist/datadam.yaml``'s settings (IPC 50, 128 real
+"""The headline command's cost: DataDAM at ``configs/datadam_mhist.yaml``'s settings (IPC 50, 128 real
 images per class, ConvNet-7 w32 on 224x224 RGB) on an MHIST-shaped set in the official layout.
 
 The set (2,175 train / 977 test PNGs, train HP 1,545 / SSA 630) is generated once under ``--data-dir``
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "mhist" / "datadam.yaml"
+CONFIG = ROOT / "configs" / "datadam_mhist.yaml"
 EVAL_CONFIG = ROOT / "configs" / "mhist" / "evaluate.yaml"
 VARIANTS = {  # name -> (micro_batch, channels_last, syn_chunk, compile)
     "before": (16, False, 0, False),

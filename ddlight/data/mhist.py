@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,16 @@ COL_LABEL = "Majority Vote Label"
 COL_N_SSA = "Number of Annotators who Selected SSA (Out of 7)"
 COL_PARTITION = "Partition"
 COLUMNS = (COL_NAME, COL_LABEL, COL_N_SSA, COL_PARTITION)
+
+# Written by ddlight.data.mhist_layout beside its generated files: a run on them is a pipeline check
+# and says so.
+GENERATED_MARKER = "GENERATED.txt"
+# What a user without MHIST can still do; appended where the folder itself is missing.
+TRY_GENERATED = (
+    "To try the whole pipeline without MHIST, write an MHIST-shaped set of generated images with "
+    "`python -m ddlight.data.mhist_layout data/mhist_generated` and add "
+    "`--data.init_args.data_dir data/mhist_generated`; results on it are meaningless"
+)
 
 LAYOUT = (
     "Expected the official MHIST layout: <data_dir>/annotations.csv with columns "
@@ -193,9 +204,18 @@ class MHISTDataModule(RealDataModule):
         if self._rows is None:
             root = Path(self.data_dir)
             if not root.is_dir():
+                # No LAYOUT here: this is the first-contact message, and the folder is simply absent.
                 raise FileNotFoundError(
                     f"MHIST data_dir not found: {root.resolve()}. MHIST is not downloadable (data-use "
-                    f"agreement); request it from the authors and unpack it there. {LAYOUT}"
+                    "agreement): request it from its authors and unpack annotations.csv and images/ there, "
+                    f"or point --data.init_args.data_dir at it. {TRY_GENERATED}."
+                )
+            if (root / GENERATED_MARKER).is_file():
+                warnings.warn(
+                    f"{root} holds a generated MHIST-shaped set ({GENERATED_MARKER}), not MHIST: anything "
+                    "distilled, trained or scored on it is meaningless",
+                    UserWarning,
+                    stacklevel=2,
                 )
             self._rows = read_annotations(self.csv_path)
         return self._rows

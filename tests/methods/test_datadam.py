@@ -197,7 +197,7 @@ def test_mhist_config_fast_dev_run(tmp_path):
         args=[
             "fit",
             "--config",
-            str(CONFIGS / "mhist" / "datadam.yaml"),
+            str(CONFIGS / "datadam_mhist.yaml"),
             "--data.init_args.data_dir",
             str(root),
             "--data.init_args.image_size",
