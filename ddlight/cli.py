@@ -54,7 +54,8 @@ class ConfigError(ValueError):
 
 def program_name() -> str:
     """What a user typed, so that ``usage:`` and the ``--help`` tip can be pasted back."""
-    return "python -m ddlight" if Path(sys.argv[0]).name == "__main__.py" else "ddlight"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return "python -m ddlight" if getattr(spec, "name", None) == "ddlight.__main__" else "ddlight"
 
 
 class DDLightParser(LightningArgumentParser):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ddlight.cli import module_class, parse_config
 
@@ -82,3 +83,79 @@ def test_compile_overlays_set_only_the_network_compile(base, overlay, value):
     assert compiled.model.init_args.net.class_path == plain.model.init_args.net.class_path
     compiled.model.init_args.net.init_args.compile = plain.model.init_args.net.init_args.compile
     assert (compiled.model, compiled.data, compiled.trainer) == (plain.model, plain.data, plain.trainer)
+
+
+# What each config's header claims of the seed study's tables, as parsed values (code defaults included).
+DATADAM_MNIST = {
+    "trainer.max_steps": 1000,  # Table II, MNIST: K = 100 random networks x T = 10 updates
+    "model.init_args.steps_per_network": 10,
+    "model.init_args.ipc": 10,
+    "model.init_args.init": "real",
+    "model.init_args.batch_real": 256,
+    "model.init_args.lr_img": 0.1,
+    "model.init_args.embed_weight": 0.01,
+    "model.init_args.power": 4.0,
+    "model.init_args.net.init_args.width": 128,
+    "model.init_args.net.init_args.depth": 3,
+    "model.init_args.net.init_args.norm": "instancenorm",
+}
+PAD_MNIST = {
+    "model.init_args.ipc": 10,
+    "model.init_args.init": "real",
+    "model.init_args.soft_labels": True,
+}
+STUDY_TABLES = {
+    "datadam_mhist.yaml": {  # Table II, MHIST: K = 200 x T = 10
+        "trainer.max_steps": 2000,
+        "model.init_args.steps_per_network": 10,
+        "model.init_args.ipc": 50,
+        "model.init_args.init": "real",
+        "model.init_args.batch_real": 128,
+        "model.init_args.lr_img": 0.1,
+        "model.init_args.embed_weight": 0.01,
+        "model.init_args.power": 4.0,
+        "model.init_args.net.init_args.width": 32,
+        "model.init_args.net.init_args.depth": 7,
+        "model.init_args.net.init_args.norm": "instancenorm",
+        "data.init_args.image_size": 224,
+    },
+    "mnist/datadam.yaml": DATADAM_MNIST,
+    "mnist/datadam_noise.yaml": {**DATADAM_MNIST, "model.init_args.init": "noise"},
+    "mhist/baseline.yaml": {  # Table I, MHIST
+        "model.init_args.net.init_args.width": 32,
+        "model.init_args.net.init_args.depth": 7,
+        "model.init_args.net.init_args.norm": "instancenorm",
+        "data.init_args.image_size": 224,
+    },
+    "mnist/baseline.yaml": {  # Table I, MNIST
+        "model.init_args.net.init_args.width": 128,
+        "model.init_args.net.init_args.depth": 3,
+        "model.init_args.net.init_args.norm": "instancenorm",
+    },
+    "mnist/pad.yaml": PAD_MNIST,
+    "mnist/pad_ipc10.yaml": PAD_MNIST,
+    "mnist/pad_noise.yaml": {**PAD_MNIST, "model.init_args.init": "noise"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_TABLES))
+def test_configs_carry_the_study_tables_their_headers_claim(name):
+    cfg = _parse(name)
+    assert {k: cfg[k] for k in STUDY_TABLES[name]} == STUDY_TABLES[name]
+    if "model.init_args.lr_lr" in cfg:  # PAD: the student's learning rate is learned
+        assert cfg["model.init_args.lr_lr"] > 0
+
+
+def test_the_cards_config_is_the_studys_mhist_datadam():
+    """``python -m ddlight fit --config configs/datadam_mhist.yaml``: K = 200 networks of T = 10 updates, on
+    MHIST; and the report's MHIST DataDAM rows distil with that same file."""
+    from ddlight.data import MHISTDataModule
+    from ddlight.methods import DataDAM
+
+    cfg = _parse("datadam_mhist.yaml")
+    assert module_class(cfg) is DataDAM and module_class(cfg, "data") is MHISTDataModule
+    assert cfg.trainer.max_steps // cfg.model.init_args.steps_per_network == 200
+    assert cfg.data.init_args.data_dir == "data/mhist"
+    report = yaml.safe_load((CONFIGS / "report_mnist.yaml").read_text())
+    distill = report["datasets"]["mhist"]["distill"]["datadam"]
+    assert distill["real"] == distill["noise"]["config"] == "configs/datadam_mhist.yaml"
