@@ -112,7 +112,13 @@ class DDLightCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except ValueError as err:
-            raise stage_error(err, config) from err
+            inner = innermost(err)
+            if isinstance(inner, USER_ERRORS) and not isinstance(inner, ValueError):
+                raise inner from None  # a missing file, say: the data's problem (exit 1), its message says it
+            refusal = stage_error(inner, config)
+            if refusal is None:
+                raise
+            raise refusal from err
         check_typed_shape(typed, self.datamodule)
 
     def config_init_for_links(self) -> Namespace:
@@ -202,16 +208,13 @@ def innermost(err: BaseException) -> BaseException:
     return err
 
 
-def stage_error(err: ValueError, config: Namespace) -> Exception:
-    """A stage's refusal during instantiation, as the one line the user needs: the key and the rule.
+def stage_error(inner: BaseException, config: Namespace) -> ConfigError | None:
+    """A stage's refusal during instantiation as the one line the user needs: the key and the rule.
 
     jsonargparse reports it as "Does not validate against any of the Union subtypes" around a dump of the
-    whole block; the stage's own exception is at the bottom of the chain. Its traceback says which
-    configured object refused (the outermost ``__init__`` whose ``self`` is one), and the config says
-    where that object's block is. Data problems (missing files) keep their type: they exit 1, not 2."""
-    inner = innermost(err)
-    if isinstance(inner, USER_ERRORS) and not isinstance(inner, ValueError):
-        return inner
+    whole block; ``inner``, the stage's own exception, is at the bottom of that chain. Its traceback says
+    which configured object refused (the outermost ``__init__`` whose ``self`` is one), and the config says
+    where that object's block is. None when it is neither a ``ValueError`` nor raised by such an object."""
     text = str(inner).strip()
     blocks = class_blocks(config)
     obj = next(
@@ -219,7 +222,7 @@ def stage_error(err: ValueError, config: Namespace) -> Exception:
         None,
     )
     if obj is None:
-        return ConfigError(text) if isinstance(inner, ValueError) else err
+        return ConfigError(text) if isinstance(inner, ValueError) else None
     cls, key = type(obj), blocks[type(obj)]
     if not isinstance(inner, ValueError):  # a value the stage did not check for and then choked on
         return ConfigError(f"{key} ({cls.__name__}): {type(inner).__name__}: {text}")

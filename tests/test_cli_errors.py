@@ -6,16 +6,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ddlight.cli import ConfigError, innermost, main
 from ddlight.data import mhist_layout
 from tests.helpers import CONFIGS, ROOT
+from tests.helpers.builders import TinyDigits
 from tests.helpers.cli_args import QUIET
 from tests.helpers.runs import cli_exit
 
 CARD = str(CONFIGS / "datadam_mhist.yaml")
+
+
+class IndexedDigits(TinyDigits):
+    """A data module that reads an index file when built: a missing one is the data's problem, not the
+    command line's."""
+
+    def __init__(self, index: str = "index.csv") -> None:
+        if not Path(index).is_file():
+            raise FileNotFoundError(f"index file not found: {index}")
+        super().__init__()
 
 
 def error_lines(err: str) -> list[str]:
@@ -95,6 +107,15 @@ def test_a_refused_command_line_is_one_line(flags, line, capsys):
     code, out, err = cli_exit(["fit", "--config", CARD, *flags], capsys)
     assert code == 2
     assert err == f"ddlight: error: {line.format(cwd=os.getcwd())}\n" and out == ""
+
+
+def test_a_file_missing_when_a_stage_is_built_is_bad_data_not_a_bad_command(capsys):
+    flags = ["--data", f"{__name__}.IndexedDigits", "--data.init_args.index", "nowhere.csv"]
+    code, _, err = cli_exit(["fit", "--config", str(CONFIGS / "mnist" / "baseline.yaml"), *flags], capsys)
+    assert code == 1
+    assert error_lines(err) == [
+        "ddlight: error: index file not found: nowhere.csv (DDLIGHT_TRACEBACK=1 shows the traceback)"
+    ]
 
 
 def test_traceback_mode_shows_jsonargparse_and_the_chain(monkeypatch, capsys):
