@@ -114,10 +114,11 @@ def their_net_factory(networks: Any) -> Any:
 
 
 def class_data(per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class-major images a narrow ConvNet can learn in a few epochs: a class template plus noise."""
-    g = torch.Generator().manual_seed(seed)
+    """Class-major images a narrow ConvNet can learn in a few epochs: a class template (the same for
+    every call) plus noise drawn from ``seed``."""
     k, s = NET["num_classes"], NET["im_size"]
-    templates = torch.randn(k, 1, s, s, generator=g)
+    templates = torch.randn(k, 1, s, s, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(seed)
     x = templates.repeat_interleave(per_class, 0) + 0.8 * torch.randn(k * per_class, 1, s, s, generator=g)
     return x, torch.arange(k).repeat_interleave(per_class)
 
@@ -180,6 +181,8 @@ def outer_steps(
             "perms": draws["randperm"][n_perm:],
             "loss": ns["grand_loss"].detach().clone(),
         }
+        if "Upper_Bound" in ns:  # DATM/PAD's growing window
+            rec["bound"] = torch.tensor(int(ns["Upper_Bound"]))
         for name, var in state.items():
             t = ns[var]
             rec[f"grad_{name}"] = t.grad.detach().clone()

@@ -142,7 +142,9 @@ def parity_outer_steps(model: TrajectoryMatching, perm_seed: int, draws: list[di
         opt.zero_grad()
         loss.backward()
         model.apply_update(opt, {"loss": loss})
-        rec = {"loss": loss.detach(), "batches": batches, "bound": plan.bound}
+        rec = {"loss": loss.detach(), "batches": batches, "bound": torch.tensor(plan.bound)}
+        if model._ok is not None:
+            rec["skipped"] = ~model._ok
         for key, p in state.items():
             rec[f"grad_{key}"] = p.grad.detach().clone()
             rec[key] = p.detach().clone()
@@ -192,6 +194,39 @@ def check_outer_steps(name: str) -> list[dict]:
         want = their_batches(d["perms"], s["batch_syn"], s["syn_steps"])
         assert [b.tolist() for b in o["batches"]] == [b.tolist() for b in want], f"it{i + 1} minibatches"
         for key in t:
-            if key != "skipped":
+            if t[key].dtype in (torch.bool, torch.long):  # the threshold's verdict, the window's bound
+                assert bool((o[key] == t[key]).all()), f"it{i + 1} {key}: ours {o[key]}, theirs {t[key]}"
+            else:
                 assert_parity(fx, f"it{i + 1} {key}", o[key], t[key])
     return ours
+
+
+def parity_label_init(inputs: dict) -> dict[str, torch.Tensor]:
+    """ddlight's DATM initialisation on a fixture's candidates (class-major, ``pool`` per class, in the
+    order the reference scans them): the rows kept (the first expert at ``label_expert_epoch`` decides)
+    and their soft labels (mean logits of the experts that classify each correctly)."""
+    from ddlight.methods.trajectory.buffer import parameter_layout, unflatten_parameters
+    from ddlight.methods.trajectory.labels import correctly_classified, expert_logits, mean_where
+    from ddlight.models.convnet import ConvNet
+
+    net = ConvNet(**inputs["net"])
+    names, shapes, sizes = parameter_layout(net)
+    buffer = ParityBuffer(inputs["trajectories"])
+    k, pool, ipc = inputs["net"]["num_classes"], inputs["pool"], inputs["settings"]["ipc"]
+    epoch = inputs["settings"]["label_expert_epoch"]
+
+    def unflatten(flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return unflatten_parameters(flat, names, shapes, sizes)
+
+    logits = expert_logits(net, buffer, unflatten, inputs["candidates"], buffer.completed, epoch, "cpu")
+    correct = logits.argmax(-1) == torch.arange(k).repeat_interleave(pool)
+    rows, wrong = correctly_classified(correct, k, pool, ipc)
+    return {"rows": rows, "logits": mean_where(logits[:, rows], correct[:, rows]), "wrong": wrong}
+
+
+def window_bounds(inputs: dict) -> torch.Tensor:
+    """ddlight's start-epoch bound over a fixture's table of windows and iterations."""
+    from ddlight.methods.trajectory.window import start_bound
+
+    w = inputs["window"]
+    return torch.tensor([[start_bound(i, cur, top, end) for i in w["its"]] for cur, top, end in w["windows"]])
