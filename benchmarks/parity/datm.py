@@ -46,6 +46,9 @@ from benchmarks.parity.mtt import (
     their_net_factory,
     their_slice,
 )
+from benchmarks.parity.mtt import (
+    SETTINGS as MTT_SETTINGS,
+)
 
 REPO = "NUS-HPC-AI-Lab/DATM"
 RTOL = 1e-5
@@ -55,15 +58,7 @@ POOL = 8  # candidates per class both sides see
 LABEL_EPOCH = 1  # Label_Model_Timestamp: an early expert, so that some candidates are misclassified
 
 SETTINGS = {
-    "ipc": 2,
-    "syn_steps": 5,
-    "expert_epochs": 2,
-    "max_start_epoch": 4,
-    "batch_syn": 4,
-    "lr_img": 1000.0,
-    "lr_lr": 1e-5,
-    "lr_teacher_init": 0.01,
-    "iterations": 5,
+    **MTT_SETTINGS,
     "min_start_epoch": 0,
     "current_max_start_epoch": 2,
     "max_start_epoch_growth_steps": 3,  # expansion_end_epoch
@@ -77,6 +72,15 @@ SETTINGS = {
 
 # (current_max_start_epoch, max_start_epoch, expansion_end_epoch): DATM's CIFAR-10 IPC 10 and its cfg.py
 # defaults, and the fixture's own small window.
+# PAD's reparam_module.py imports a plotting helper's dependencies (utils.utils_baseline needs kornia,
+# matplotlib) that ReparamModule itself does not use: they are dropped from the in-memory copy.
+REPARAM_PATCHES = (
+    *official.CPU_PATCHES,
+    ("from utils.utils_baseline import get_network", "get_network = None  # parity: plotting helper only"),
+    ("import matplotlib.pyplot as plt", ""),
+    ("from matplotlib.colors import Normalize", ""),
+    ("from matplotlib.cm import ScalarMappable", ""),
+)
 # First and last lines of the two label-initialisation blocks of main().
 SELECT = ("if args.parall_eva==False:", "image_syn.data[c * args.ipc:(c + 1) * args.ipc] = temp_img")
 LOGITS = ('if args.pix_init == "samples_predicted_correctly":', "Initialized_Labels = average_logits_per")
@@ -98,7 +102,7 @@ def their_args(s: dict[str, Any], threshold: float) -> SimpleNamespace:
 def base_namespace(root: Path, trajs: torch.Tensor, args: SimpleNamespace) -> dict[str, Any]:
     """What ``main()`` holds before the slices: their network and ``ReparamModule``, the replay buffer
     (one file, ``torch.load`` answered from memory), and ``np``/``torch`` stand-ins recording the draws."""
-    reparam = official.load(root, "reparam_module")
+    reparam = official.load(root, "reparam_module", REPARAM_PATCHES)
     networks = official.load(root, "networks")
     files = {"replay_buffer_0.pt": their_buffer(trajs)}
     np_rec, torch_rec, draws = recorders(PERM_SEED, np.random.RandomState(0))
@@ -113,15 +117,17 @@ def base_namespace(root: Path, trajs: torch.Tensor, args: SimpleNamespace) -> di
     return ns
 
 
-def label_init(root: Path, ns: dict[str, Any], cand: torch.Tensor, s: dict[str, Any]) -> dict[str, Any]:
-    """Their selection and label logits on ``cand`` (class-major, POOL per class, in scan order)."""
-    path = root / FILE
+def label_init(
+    path: Path, ns: dict[str, Any], cand: torch.Tensor, s: dict[str, Any], select: str = SELECT[0]
+) -> dict[str, Any]:
+    """Their selection and label logits on ``cand`` (class-major, POOL per class, in scan order);
+    ``select`` is the first line of the selection block (PAD's copy spaces ``==``)."""
     k, ipc = NET["num_classes"], s["ipc"]
     ns["indices_class"] = [list(range(POOL)) for _ in range(k)]
     ns["get_images"] = lambda c, n: cand[c * POOL : c * POOL + n]
     ns["image_syn"] = torch.zeros(k * ipc, *cand.shape[1:])
     ns["label_syn"] = torch.arange(k).repeat_interleave(ipc)
-    code, where_sel = their_slice(path, SELECT[0], SELECT[1])
+    code, where_sel = their_slice(path, select, SELECT[1])
     run_slice(code, where_sel, ns)
     code, where_log = their_slice(path, LOGITS[0], LOGITS[1])
     run_slice(code, where_log, ns)
@@ -131,9 +137,9 @@ def label_init(root: Path, ns: dict[str, Any], cand: torch.Tensor, s: dict[str, 
             "where": f"{where_sel}, {where_log}"}  # fmt: skip
 
 
-def window_table(root: Path) -> torch.Tensor:
+def window_table(path: Path) -> torch.Tensor:
     """(len(WINDOWS), len(WINDOW_ITS)) of their ``Upper_Bound``."""
-    code, _ = their_slice(root / FILE, "if args.Sequential_Generation:", "Upper_Bound = args.max_start_epoch")
+    code, _ = their_slice(path, "if args.Sequential_Generation:", "Upper_Bound = args.max_start_epoch")
     out = torch.zeros(len(WINDOWS), len(WINDOW_ITS), dtype=torch.long)
     for i, (cur, top, end) in enumerate(WINDOWS):
         for j, it in enumerate(WINDOW_ITS):
@@ -170,16 +176,19 @@ def draws_of(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"expert": r["randint"][0], "start_epoch": r["randint"][1], "perms": r["perms"]} for r in recs]
 
 
-def family_run(name: str, root: Path, file: str, s: dict[str, Any], extra: dict[str, Any]) -> tuple:
+def family_run(
+    name: str, root: Path, file: str, s: dict[str, Any], extra: dict[str, Any], select: str = SELECT[0]
+) -> tuple:
     """DATM's or PAD's comparison: label init, then five outer steps, first without a threshold (to
-    place one between the losses), then with it. Returns (inputs, outputs, rows, where)."""
+    place one between the losses), then with it; ``extra`` are further ``args`` of theirs. Returns
+    (inputs, outputs, rows, where)."""
     trajs = expert_trajectories()
     cand, _ = class_data(POOL, seed=11)
     cand = cand + 3.0 * torch.randn(cand.shape, generator=torch.Generator().manual_seed(12))
     ns = base_namespace(root, trajs, their_args(s, float("inf")))
     for key, value in extra.items():
         setattr(ns["args"], key, value)
-    init = label_init(root, ns, cand, s)
+    init = label_init(root / file, ns, cand, s, select)
     probe, _ = family_outer_steps(root, file, dict(ns), s, init["images"], init["logits"])
     losses = sorted(float(r["loss"]) for r in probe)
     # between the losses, above the first one (an iteration that skips at once tests little)
@@ -197,7 +206,7 @@ def family_run(name: str, root: Path, file: str, s: dict[str, Any], extra: dict[
     }  # fmt: skip
     outputs = {
         "init": {"rows": init["rows"], "logits": init["logits"]},
-        "window": window_table(root),
+        "window": window_table(root / file),
         "iterations": [{k: v for k, v in r.items() if k not in ("randint", "perms")} for r in recs],
     }
     ours = ddlight_outer_steps(name, inputs)
