@@ -48,12 +48,15 @@ NOTE = (
 )
 
 
-def their_slice(path: Path, start: str, end: str, patches=official.CPU_PATCHES) -> tuple[str, str]:
+def their_slice(
+    path: Path, start: str, end: str, patches=official.CPU_PATCHES, more: int = 0
+) -> tuple[str, str]:
     """The source of ``path`` from the first line that contains ``start`` to the first line after it that
-    contains ``end`` (inclusive), dedented and CPU-patched in memory, with a ``file:first-last`` label."""
+    contains ``end`` (inclusive) and ``more`` lines beyond, dedented and CPU-patched in memory, with a
+    ``file:first-last`` label."""
     lines = path.read_text().splitlines()
     a = next(i for i, ln in enumerate(lines) if start in ln)
-    b = next(i for i in range(a, len(lines)) if end in lines[i])
+    b = next(i for i in range(a, len(lines)) if end in lines[i]) + more
     code = textwrap.dedent("\n".join(lines[a : b + 1]))
     for old, new in patches:
         code = code.replace(old, new)
