@@ -263,11 +263,80 @@ def run(official_root: Path, commit: str, out: Path | None) -> bool:
     outputs = {"iterations": [{k: v for k, v in r.items() if k not in ("randint", "perms")} for r in records]}
     ours = ddlight_outer_steps("mtt", inputs)
     keys = ["loss", "grad_images", "grad_syn_lr", "images", "syn_lr"]
-    ok = fixtures.print_rows("mtt", rows_of(outputs["iterations"], ours, keys), RTOL)
+    inputs["buffer"], outputs["buffer"], buffer_rows = buffer_run(root)
+    ok = fixtures.print_rows("mtt", rows_of(outputs["iterations"], ours, keys) + buffer_rows, RTOL)
     if out is not None:
         m = fixtures.manifest(
-            REPO, commit, "distill.py", f"main() outer step, sliced ({label})", RTOL, ATOL,
+            REPO, commit, "distill.py, buffer.py, utils.py",
+            f"main() outer step, sliced ({label}); {outputs['buffer']['where']}", RTOL, ATOL,
             NOTE,
         )  # fmt: skip
         print("wrote", fixtures.write("mtt", m, inputs, outputs, out))
     return ok
+
+
+# ------------------------------------------------------------------------------------ the expert buffer
+BUFFER_EPOCHS = 3
+
+
+def buffer_run(root: Path) -> tuple[dict[str, Any], dict[str, Any], list[tuple]]:
+    """MTT's ``buffer.py`` expert loop (lines 69-99 at 50dccea, ``teacher_net = get_network`` to
+    ``trajectories.append(timestamps)``) with its ``utils.epoch`` (lines 300-347, sliced: ``utils.py``
+    imports kornia at module level), on the batches and initial weights of ddlight's own expert run:
+    ``get_network`` returns ddlight's tiny ConvNet at ddlight's seeded initialisation, the train loader
+    yields ddlight's batches epoch by epoch, augmentation is off on both sides (``augment`` returns its
+    input; ``dsa_strategy: none``), SGD at buffer.py's defaults (lr 0.01, ``mom`` 0, ``l2`` 0, no decay).
+    What is compared: the stored trajectory, entry by entry (entry 0 the initial weights, entry e after e
+    epochs, parameters in ``net.parameters()`` order)."""
+    import tempfile
+
+    from ddlight.methods.trajectory.buffer import unflatten_parameters
+    from tests.helpers.builders import TinyDigits, tiny_net
+    from tests.helpers.trajectory import parity_experts
+
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = parity_experts(Path(tmp), BUFFER_EPOCHS, batches)
+    per_epoch = len(batches) // BUFFER_EPOCHS
+    epochs = iter([batches[e * per_epoch : (e + 1) * per_epoch] for e in range(BUFFER_EPOCHS)])
+
+    class EpochLoader:
+        def __iter__(self):  # noqa: ANN204
+            return iter(next(epochs))
+
+    def get_network(*_a: Any, **_k: Any) -> nn.Module:
+        net = tiny_net()
+        names, shapes, sizes = parameter_layout(net)
+        with torch.no_grad():
+            for name, value in unflatten_parameters(ours[0], names, shapes, sizes).items():
+                net.get_parameter(name).copy_(value)
+        return net
+
+    dm = TinyDigits()
+    dm.setup("fit")
+    test_x, test_y = next(iter(dm.test_dataloader()))
+    first, last = "def epoch(mode, dataloader", "return loss_avg, acc_avg"
+    code, where_epoch = their_slice(root / "utils.py", first, last)
+    ns: dict[str, Any] = {"np": np, "torch": torch, "augment": lambda images, param, device: images}
+    run_slice(code, where_epoch, ns)
+    args = SimpleNamespace(
+        model="ConvNet", device="cpu", dataset="TinyDigits", lr_teacher=0.01, mom=0.0, l2=0.0,
+        train_epochs=BUFFER_EPOCHS, decay=False, dsa=False, dc_aug_param=None,
+    )  # fmt: skip
+    ns.update({
+        "args": args, "get_network": get_network, "channel": 1, "num_classes": 4, "im_size": (12, 12),
+        "trainloader": EpochLoader(), "testloader": [(test_x, test_y)], "criterion": nn.CrossEntropyLoss(),
+        "trajectories": [], "it": 0,
+    })  # fmt: skip
+    # On a GPU ``p.detach().cpu()`` copies; on the CPU it is the live parameter, and every stored entry would
+    # alias the final weights: the device patch makes it the copy it is on their hardware.
+    patches = (*official.CPU_PATCHES, ("p.detach().cpu()", "p.detach().cpu().clone()"))
+    first, last = "teacher_net = get_network(args.model", "trajectories.append("
+    code, where_loop = their_slice(root / "buffer.py", first, last, patches)
+    run_slice(code, where_loop, ns)
+    (timestamps,) = ns["trajectories"]
+    theirs = torch.stack([torch.cat([p.flatten() for p in row]) for row in timestamps])
+    inputs = {"buffer_epochs": BUFFER_EPOCHS, "batches": batches}
+    outputs = {"trajectory": theirs, "entries": len(timestamps), "where": f"{where_loop}, {where_epoch}"}
+    rows = [(f"buffer entry {e}", ours[e], theirs[e]) for e in range(len(theirs))]
+    return inputs, outputs, rows

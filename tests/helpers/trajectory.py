@@ -230,3 +230,22 @@ def window_bounds(inputs: dict) -> torch.Tensor:
 
     w = inputs["window"]
     return torch.tensor([[start_bound(i, cur, top, end) for i in w["its"]] for cur, top, end in w["windows"]])
+
+
+def parity_experts(root: Path, epochs: int, record: list | None = None) -> torch.Tensor:
+    """ddlight's stage 1 for the buffer fixture: one expert on TinyDigits, ``epochs`` epochs of 3 batches,
+    plain SGD (lr 0.01, no momentum, no weight decay, no augmentation, no curriculum), as MTT's
+    ``buffer.py`` defaults; returns its (epochs + 1, P) trajectory. ``record`` collects every training
+    batch (the harness hands them to the authors' loop)."""
+    from ddlight.methods.trajectory import ExpertBuffer, Experts
+
+    class Recording(Experts):
+        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201 (Lightning's hook)
+            if record is not None:
+                record.append((batch[0].detach().clone(), batch[1].detach().clone()))
+            return super().training_step(batch, batch_idx)
+
+    module = Recording(net=tiny_net(), num_experts=1, epochs=epochs, buffer_dir=str(root / "buf"),
+                       scheduler=False, dsa_strategy="none", lr=0.01)  # fmt: skip
+    make_trainer(epochs, root).fit(module, datamodule=TinyDigits())
+    return ExpertBuffer(root / "buf").load_expert(0)
