@@ -111,3 +111,21 @@ def test_mnist_datm_configs_carry_datm_cifar10_values(name):
     assert absent_means_default("DATM", "loss_ratio") == 0.0
     for key, (_released, ours) in DEVIATIONS.get(name, {}).items():
         assert got.get(key) == ours, f"{name}: {key} is a named deviation ({ours})"
+
+
+# The methods' defaults against the releases' defaults: mtt-distillation @ 50dccea distill.py argparse
+# (lines 431-457), DATM @ 97ae510 utils/cfg.py (the defaults a config that omits a key runs with).
+RELEASED_DEFAULTS = {
+    "MTT": dict(syn_steps=20, expert_epochs=3, max_start_epoch=25, lr_img=1000.0, lr_lr=1e-5,
+                lr_teacher_init=0.01, batch_syn=None, init="real"),
+    "DATM": dict(syn_steps=80, expert_epochs=2, min_start_epoch=0, max_start_epoch=25, current_max_start_epoch=20,
+                 max_start_epoch_growth_steps=3000, lr_img=1000.0, lr_lr=1e-5, lr_teacher_init=0.01,
+                 lr_label=2.0, momentum_label=0.9, loss_threshold=1.0, label_expert_epoch=-1, batch_syn=None,
+                 init="real"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("cls_name", sorted(RELEASED_DEFAULTS))
+def test_method_defaults_are_the_released_defaults(cls_name):
+    for key, want in RELEASED_DEFAULTS[cls_name].items():
+        assert absent_means_default(cls_name, key) == want, f"{cls_name}.{key}"
