@@ -119,7 +119,8 @@ RELEASED_DEFAULTS = {
     "MTT": dict(syn_steps=20, expert_epochs=3, max_start_epoch=25, lr_img=1000.0, lr_lr=1e-5,
                 lr_teacher_init=0.01, batch_syn=None, init="real"),
     "DATM": dict(syn_steps=80, expert_epochs=2, min_start_epoch=0, max_start_epoch=25,
-                 current_max_start_epoch=20, max_start_epoch_growth_steps=3000, lr_img=1000.0, lr_lr=1e-5, lr_teacher_init=0.01,
+                 current_max_start_epoch=20, max_start_epoch_growth_steps=3000, lr_img=1000.0, lr_lr=1e-5,
+                 lr_teacher_init=0.01,
                  lr_label=2.0, momentum_label=0.9, loss_threshold=1.0, label_expert_epoch=-1, batch_syn=None,
                  init="real"),
 }  # fmt: skip
