@@ -231,6 +231,8 @@ class TrajectoryMatching(Distiller):
             self.label_logits = nn.Parameter(self._pending_logits.float())
         self._pending_logits = None
         summary = mask_summary(self._names, self._sizes, self.fiem, self.depth_ratio)
+        if self.settings.loss_ratio > 0:
+            summary += f"; per iteration the {self.settings.loss_ratio:g} closest to the target (loss_ratio)"
         rank_zero_info(f"[ddlight] {self.method_name.upper()}: {summary}")
 
     def open_buffer(self) -> ExpertBuffer:
