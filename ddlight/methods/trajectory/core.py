@@ -44,6 +44,8 @@ minibatches: ``randperm``       same schedule (chunks of a permutation, taken fr
 ``depth_ratio`` (PAD_depth.py)  :func:`.fiem_mask`: the first ``int(depth_ratio * P)`` entries of the flat
                                   parameter vector (shallow layers, ``named_parameters`` order) leave both
                                   norms; default per IPC from PAD's CIFAR-10 configs (:data:`.DEPTH_RATIOS`)
+``loss_ratio`` (released        ``loss_ratio``: :func:`.loss_ratio_mask`, the ``int(loss_ratio * P)`` entries
+  ``distill/PAD.py``)             closest to the target leave both norms, chosen anew each iteration
 ``threshold``: no update when   ``loss_threshold`` (same rule, applied without a host sync)
   the loss exceeds it
 ==============================  ==========================================================================
@@ -82,7 +84,7 @@ from ddlight.methods.trajectory.buffer import (
     unflatten_parameters,
 )
 from ddlight.methods.trajectory.checks import check_settings
-from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, mask_summary
+from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, loss_ratio_mask, mask_summary
 from ddlight.methods.trajectory.labels import (
     class_typical_labels,
     correctly_classified,
@@ -134,6 +136,9 @@ class TrajectoryMatching(Distiller):
         soft_labels: learn (N, K) label logits (DATM/PAD); False keeps the hard class labels (MTT).
         depth_ratio: fraction of the flat parameter vector, from the first layer on, that leaves the loss
             (PAD's filtering of information embedding); None: :func:`default_depth_ratio` of ``ipc``.
+        loss_ratio: fraction of the flat parameter vector, those the student already matches best, that
+            leaves the loss each iteration: the FIEM of the released ``distill/PAD.py``
+            (:func:`.loss_ratio_mask`); 0 keeps them all. Applied after ``depth_ratio``'s mask.
         loss_threshold: skip the update of an iteration whose loss exceeds this (DATM/PAD ``threshold``);
             None never skips.
         label_expert_epoch: trajectory row whose parameters label the images (-1: the last epoch).
@@ -173,6 +178,7 @@ class TrajectoryMatching(Distiller):
         batch_syn: int | None = None,
         soft_labels: bool = True,
         depth_ratio: float | None = None,
+        loss_ratio: float = 0.0,
         loss_threshold: float | None = 1.0,
         label_expert_epoch: int = -1,
         label_experts: int | None = None,
@@ -195,6 +201,7 @@ class TrajectoryMatching(Distiller):
         self.settings = SimpleNamespace(**{k: v for k, v in given.items() if k != "net"})
         self.depth_ratio = default_depth_ratio(ipc) if depth_ratio is None else float(depth_ratio)
         fiem_mask([1], self.depth_ratio)  # validate now, not after the buffer has been read
+        loss_ratio_mask(torch.zeros(1), torch.zeros(1), loss_ratio)
         # Only the structure is used; functional_call supplies the weights.
         self.net = net.requires_grad_(False)
         self.syn_lr = nn.Parameter(torch.tensor(float(lr_teacher_init)))
@@ -224,6 +231,8 @@ class TrajectoryMatching(Distiller):
             self.label_logits = nn.Parameter(self._pending_logits.float())
         self._pending_logits = None
         summary = mask_summary(self._names, self._sizes, self.fiem, self.depth_ratio)
+        if self.settings.loss_ratio > 0:
+            summary += f"; per iteration the {self.settings.loss_ratio:g} closest to the target (loss_ratio)"
         rank_zero_info(f"[ddlight] {self.method_name.upper()}: {summary}")
 
     def open_buffer(self) -> ExpertBuffer:
@@ -335,7 +344,11 @@ class TrajectoryMatching(Distiller):
         target = traj[plan.start_epoch + self.settings.expert_epochs].to(self.device)
         saved = SavedBytes()
         with saved:
-            loss = matching_loss(self.unroll(start, plan), start, target, self.fiem)
+            student = self.unroll(start, plan)
+            mask = self.fiem
+            if self.settings.loss_ratio > 0:
+                mask = mask & loss_ratio_mask(student, target, self.settings.loss_ratio)
+            loss = matching_loss(student, start, target, mask)
         return loss, saved.megabytes
 
     def distill_losses(self, batch: Any) -> dict[str, torch.Tensor]:

@@ -45,5 +45,6 @@ class DATM(TrajectoryMatching):
             max_start_epoch_growth_steps=max_start_epoch_growth_steps,
             soft_labels=True,
             depth_ratio=0.0,
+            loss_ratio=0.0,
             **kwargs,
         )

@@ -39,6 +39,24 @@ def fiem_mask(param_sizes: Sequence[int], depth_ratio: float) -> torch.Tensor:
     return mask
 
 
+def loss_ratio_mask(student: torch.Tensor, target: torch.Tensor, loss_ratio: float) -> torch.Tensor:
+    """Boolean mask over the flat parameter vector: ``False`` for the ``int(loss_ratio * P)`` entries whose
+    student-to-target distance ``(student - target)^2`` is smallest at this iteration.
+
+    This is the rule of the released ``distill/PAD.py`` (NUS-HPC-AI-Lab/PAD @ 2a4bc91, lines 557-566:
+    ``keep_indices = loss_indices[int(args.loss_ratio * len(param_losses)):]`` after sorting the
+    per-parameter losses ascending), which keeps the same entries in both norms: parameters the student
+    already matches carry little signal, and leaving them out of the denominator as well keeps the loss's
+    scale. The choice is not differentiated (a sort), only the kept entries' values are.
+    """
+    if not 0.0 <= loss_ratio < 1.0:
+        raise ValueError(f"loss_ratio must be in [0, 1), got {loss_ratio}")
+    per = (student.detach() - target).pow(2)
+    mask = torch.ones_like(per, dtype=torch.bool)
+    mask[torch.sort(per).indices[: int(loss_ratio * per.numel())]] = False
+    return mask
+
+
 def kept_per_parameter(names: Sequence[str], sizes: Sequence[int], mask: torch.Tensor) -> dict[str, int]:
     """How many entries of each named parameter the mask keeps (for logs and tests)."""
     kept = [int(m.sum()) for m in mask.split(list(sizes))]

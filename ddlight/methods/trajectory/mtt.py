@@ -43,6 +43,7 @@ class MTT(TrajectoryMatching):
             max_start_epoch_growth_steps=0,
             soft_labels=False,
             depth_ratio=0.0,
+            loss_ratio=0.0,
             loss_threshold=None,
             # labels are neither learned nor chosen by the experts
             lr_label=0.0,

@@ -357,3 +357,15 @@ def test_resume_reaches_the_same_set(buffer_dir, tmp_path):
     assert resumed.global_step == 3
     for name in ("images", "label_logits", "syn_lr"):
         torch.testing.assert_close(getattr(resumed, name), getattr(straight, name), rtol=1e-5, atol=1e-6)
+
+
+def test_loss_ratio_is_pads_alone(tmp_path):
+    """The released PAD.py's FIEM (``loss_ratio``) is a PAD argument; MTT and DATM fix it at 0."""
+    from ddlight.methods.trajectory import DATM, MTT
+    from tests.helpers.trajectory import exposed
+
+    assert exposed(PAD)["loss_ratio"] == 0.0
+    assert "loss_ratio" not in exposed(MTT) and "loss_ratio" not in exposed(DATM)
+    assert PAD(tiny_net(), buffer_dir=str(tmp_path), loss_ratio=0.5).settings.loss_ratio == 0.5
+    with pytest.raises(ValueError, match="loss_ratio"):
+        PAD(tiny_net(), buffer_dir=str(tmp_path), loss_ratio=1.0)
