@@ -73,9 +73,9 @@ class AvgPool2x2(nn.AvgPool2d):
     both alternatives (docs/performance.md), depthwise convolution won for small fp32 maps and strided pair
     sums everywhere else. So: fp32 maps up to 64x64 through oneDNN's depthwise convolution (the same
     values: sums of four times an exact power of two), everything else as pair sums (fp32 values within
-    rounding order, 2e-7; bf16 rounds its partial sums, within one bf16 step). Inside ``torch.compile`` the plain op, which inductor fuses with
-    the norm and activation, and under ``torch.jit`` tracing (fvcore), which would count the depthwise
-    form as convolution MACs."""
+    rounding order, 2e-7; bf16 rounds its partial sums, within one bf16 step). Inside ``torch.compile`` the
+    plain op, which inductor fuses with the norm and activation, and under ``torch.jit`` tracing (fvcore),
+    which would count the depthwise form as convolution MACs."""
 
     def __init__(self) -> None:
         super().__init__(2, 2)
