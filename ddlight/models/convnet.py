@@ -69,15 +69,13 @@ class _PairSums(torch.autograd.Function):
 
 class AvgPool2x2(nn.AvgPool2d):
     """The field's 2x2 average pooling (stride 2) with faster CPU kernels than ATen's NCHW ``avg_pool2d``,
-    whose forward + backward was a third of a bf16 ConvNet-3 training step (torch.profiler). Measured per
-    forward + backward on one thread while another job ran, so only the ratios count (fp32 / bf16, ms):
-    32x128x32x32 avg_pool2d 79 / 78, as a depthwise convolution with weights 1/4 40 / 58, as strided pair
-    sums 50 / 34; 10x32x224x224 (MHIST) 308 / 373, depthwise 314 / 399, pair sums 154 / 117. So: fp32
-    maps up to 64x64 through oneDNN's depthwise convolution (the same values: sums of four times an exact
-    power of two), everything else as pair sums (fp32 values within rounding order, 2e-7; bf16 rounds its
-    partial sums, within one bf16 step). Inside ``torch.compile`` the plain op, which inductor fuses with
-    the norm and activation, and under ``torch.jit`` tracing (fvcore), which would count the depthwise
-    form as convolution MACs."""
+    whose forward + backward was a third of a bf16 ConvNet-3 training step (torch.profiler). Timed against
+    both alternatives (docs/performance.md), depthwise convolution won for small fp32 maps and strided pair
+    sums everywhere else. So: fp32 maps up to 64x64 through oneDNN's depthwise convolution (the same
+    values: sums of four times an exact power of two), everything else as pair sums (fp32 values within
+    rounding order, 2e-7; bf16 rounds its partial sums, within one bf16 step). Inside ``torch.compile`` the
+    plain op, which inductor fuses with the norm and activation, and under ``torch.jit`` tracing (fvcore),
+    which would count the depthwise form as convolution MACs."""
 
     def __init__(self) -> None:
         super().__init__(2, 2)
@@ -118,9 +116,9 @@ class ConvNet(nn.Module):
     and getting both from one forward avoids hooks and a second pass.
 
     ``channels_last`` runs the blocks in NHWC (weights and inputs): on large maps with few channels
-    (MHIST's 224x224 at width 32) it sped up the real forward, with 4-image micro-batches, from 23.5 to
-    28.0 GFLOP/s on one thread (``benchmarks/mhist_speed.py``), but group norm's backward is ~3x slower in
-    NHWC, so a DataDAM step with NHWC everywhere was slower than NCHW (34.5 vs 27.7 s, one busy thread).
+    (MHIST's 224x224 at width 32) it sped up the real forward (``benchmarks/mhist_speed.py``), but group
+    norm's backward is much slower in NHWC, so a DataDAM step with NHWC everywhere was slower than NCHW
+    (figures in docs/performance.md).
     ``"no_grad"`` takes NHWC only for forwards that record no graph (DataDAM's real side, test passes) and
     NCHW where a backward follows. Values agree with NCHW to float tolerance, the embedding is flattened in
     the usual (C, H, W) order, so the classifier and every caller see no change.
@@ -132,7 +130,7 @@ class ConvNet(nn.Module):
     closely as eager agrees with float64. ``compile=True`` compiles every forward, graph and backward too
     (the evaluator's training, ``benchmarks/eval_speed.py --compile``): inductor recomputes activations in
     its fused backward, and the few ReLUs whose input rounds across zero differently change their gradient
-    (DataDAM's image gradients measured 3e-3 max, 7e-4 L2 relative to float64, eager 4e-7), which is noise
+    (DataDAM's image gradients drift from float64 far more than eager's; docs/performance.md), which is noise
     for training a network but not "the same images", so distillers keep ``no_grad``. Compiled graphs cannot
     be differentiated twice: DC/DSA and trajectory matching refuse ``True``
     (:func:`~ddlight.models.checks.refuse_compiled_graphs`). The first call per input shape compiles (tens
@@ -199,12 +197,11 @@ class ConvNet(nn.Module):
         """Micro-batches for a CPU forward, or None to run the batch whole.
 
         On CPU the norm/activation/pool passes are memory-bound: a 16-image chunk keeps a block's
-        activations in cache, which measured 2-3x faster per image than one large batch on these 2-core
-        machines (benchmarks/distill_speed.py). GPUs prefer the whole batch. Under bf16 autocast a chunk
+        activations in cache, which was 2-3x faster per image than one large batch on 2-core
+        CPUs (benchmarks/distill_speed.py). GPUs prefer the whole batch. Under bf16 autocast a chunk
         twice as large: its convolutions' activations take half the bytes, and on a CPU with bf16 units
-        (AMX) the 16-image chunks left the step dominated by per-chunk norm and pooling passes (one
-        ConvNet-3 training step on 100 MNIST images, the step alone timed in 3 interleaved rounds on the
-        Intel AMX host: bf16 335 ms at 16, 305 ms at 32; fp32 459 ms at 16).
+        (AMX) the 16-image chunks left the step dominated by per-chunk norm and pooling passes (timings in
+        docs/performance.md).
         """
         mb = self.micro_batch
         half = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != torch.float32

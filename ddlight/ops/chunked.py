@@ -4,8 +4,7 @@ Distribution matching needs only per-class sums of per-image features of the syn
 sum's gradient with respect to each image depends on that image's own graph alone. So the forward can
 run chunk by chunk without keeping any graph, and the backward can recompute one chunk's graph, push the
 incoming gradient through it and drop it before the next: memory holds one chunk's activations instead
-of the whole set's, for one extra forward (the MHIST config at 224x224 measured 5.0 -> 2.9 GB peak RSS,
-``benchmarks/mhist_speed.py``).
+of the whole set's, for one extra forward (what it saves on the MHIST config: docs/performance.md).
 The gradient is the exact one: the recomputation repeats the forward's operations on the same inputs.
 """
 

@@ -4,19 +4,10 @@ activation buffers, for peak RSS of large-batch CPU runs.
 A DataDAM step at 256 real images per class allocates and frees many MB-sized transients (the real batch,
 its DSA intermediates, per-chunk activations). glibc's malloc raises its mmap threshold dynamically as such
 blocks are freed, after which they come from the heap, fragment it and stay resident. Pinning the threshold
-sends every larger block to mmap, whose pages go back to the OS on free. Measured with
-``benchmarks/distill_speed.py --no-reference --steps 20 --mmap-threshold N`` on the 2-core CPU:
-
-=====================  ===================  ===================
-batch_real, precision  off (0)              4 MiB
-=====================  ===================  ===================
-256, fp32              1.501 s, 1.50 GB     1.508 s, 1.37 GB
-256, bf16-mixed        1.271 s, 1.63 GB     1.342 s, 1.26 GB
-64, fp32               0.48-0.51 s, 1.39 GB 0.61-0.70 s, 1.28 GB
-=====================  ===================  ===================
-
-At 64 images per class the extra page faults cost 25-40 %, so it is off by default: set
-``DDLIGHT_MMAP_THRESHOLD=4194304`` for large real batches on a memory-tight machine.
+sends every larger block to mmap, whose pages go back to the OS on free. It lowers peak RSS at 256 real
+images per class, but at 64 per class the extra page faults cost more than they save, so it is off by
+default: set ``DDLIGHT_MMAP_THRESHOLD=4194304`` for large real batches on a memory-tight machine. The
+measurements (``benchmarks/distill_speed.py --mmap-threshold N``) are in docs/performance.md.
 """
 
 from __future__ import annotations
