@@ -3,12 +3,8 @@ random draws, and the memory they cost.
 
 Memory: each unrolled step keeps the activations of a forward and of a backward (the student update
 ``theta - lr * grad`` is differentiated again), so the graph grows linearly with ``syn_steps`` and with
-the minibatch. Measured for ConvNet-3 (width 128, instance norm) on 28x28 MNIST: about 2.9 MB per image
-and step, i.e. 285 MB per step at 100 images; 20 steps kept 5.7 GB of graph (9.2 GB peak RSS), so 80
-steps would need about 23 GB without segments and about a ninth of that with 9 segments. Measured with
-20-image minibatches, peak above set-up without -> with segments: 12 steps / 4 segments 0.91 -> 0.30 GB,
-36 steps / 6 segments 2.6 -> 0.54 GB, identical loss and gradients, time 1.9 -> 2.4 s and 8.4 -> 7.3 s
-(a shared machine: the extra forward costs up to about a quarter more). ``memory/graph_saved_mb`` logs
+the minibatch: the paper's 80 steps outgrow a 24 GB machine without segments, which recompute the graph
+piece by piece (measured sizes and times: docs/performance.md). ``memory/graph_saved_mb`` logs
 the bytes autograd holds for the outer backward (outside recomputed segments) and ``memory/peak_mb`` the
 process peak (RSS on CPU, allocator peak on CUDA).
 """
