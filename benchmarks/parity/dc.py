@@ -336,3 +336,20 @@ def run(official: Path, commit: str, out: Path | None) -> bool:
         "28x28, outer_loop 5, inner_loop 3, lr_img 0.1 (momentum 0.5), lr_net 0.01, batch_train 256"
     )
     return compare_and_write("dc", official, commit, inputs, mine, ref, out, note)
+
+
+# ---------------------------------------------------------------------------------------------- equal budget
+def official_set(result: Path, like: Path, out: Path, method: str) -> Path:
+    """Their ``res_<method>_MNIST_<model>_10ipc.pt`` (``data[0] = [image_syn, label_syn]``, main.py:224) as
+    a ddlight ``synthetic.pt``, with the data identity (normalisation, class names) of ``like``, a set
+    ddlight distilled on the same data, so that ddlight's evaluator scores both sets the same way."""
+    from ddlight.data import SyntheticSet
+
+    images, labels = torch.load(result, weights_only=False)["data"][0]
+    ref = SyntheticSet.load(like)
+    syn = SyntheticSet(
+        images=images.float(), labels=labels.long(), mean=ref.mean, std=ref.std,
+        num_classes=ref.num_classes, method=method, dataset=ref.dataset, ipc=ref.ipc,
+        class_names=list(ref.class_names), config={"official": str(result)},
+    )  # fmt: skip
+    return syn.save(out)
