@@ -10,6 +10,7 @@ The patches are the ones the parity issues allow: the device (``'cuda'`` hard-co
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import subprocess
 import sys
@@ -41,6 +42,12 @@ class _PatchedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 (importlib's protocol)
         found = self._path(fullname)
+        folder = self.root / Path(*fullname.split("."))
+        if found is None and folder.is_dir():
+            # a folder without __init__.py (DC-Bench's evaluator/, data_loader/): a namespace package
+            spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+            spec.submodule_search_locations = [str(folder)]
+            return spec
         if found is None:
             return None
         is_pkg = found.name == "__init__.py"
@@ -79,8 +86,9 @@ def official_modules(
     finally:
         sys.meta_path.remove(finder)
         for name in set(sys.modules) - before:
-            origin = getattr(sys.modules[name], "__file__", None) or ""
-            if origin.startswith(str(root)):
+            module = sys.modules[name]
+            origin = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", [])), "")
+            if str(origin).startswith(str(root)):
                 del sys.modules[name]
 
 

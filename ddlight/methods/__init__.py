@@ -2,7 +2,7 @@
 
 from ddlight.methods.baseline import Baseline
 from ddlight.methods.evaluator import SyntheticEvaluator
-from ddlight.methods.gradient import DC
+from ddlight.methods.gradient import DC, DSA
 from ddlight.methods.matching import DM, DataDAM
 from ddlight.methods.trajectory import DATM, MTT, PAD, ExpertBuffer, Experts
 
@@ -10,6 +10,7 @@ __all__ = [
     "DATM",
     "DC",
     "DM",
+    "DSA",
     "MTT",
     "PAD",
     "Baseline",

@@ -35,19 +35,23 @@ def matching_loss(
     return (student - target).pow(2).sum() / (start - target).pow(2).sum()
 
 
-def gradient_distance(syn: list[torch.Tensor], real: list[torch.Tensor], eps: float = 1e-6) -> torch.Tensor:
+def gradient_distance(
+    syn: list[torch.Tensor], real: list[torch.Tensor], eps: float = 1e-6, per_class: bool = False
+) -> torch.Tensor:
     """DC's layer-wise gradient distance ('ours' of ``match_loss``/``distance_wb``), summed over classes.
 
     Each entry is one parameter's gradient for every class, ``(K, out, ...)``: it is compared row by row per
     output channel (a conv kernel's ``in*h*w`` or a linear layer's ``in`` values) as ``1 - cos``, summed
     over channels and classes. Per-channel gradients (``(K, C)``: biases, norm scales) are skipped, as the
-    reference returns 0 for them. The ``eps`` sits in the denominator, as released.
+    reference returns 0 for them. The ``eps`` sits in the denominator, as released. ``per_class`` keeps
+    the class dimension, ``(K,)``: the reference's per-class ``match_loss`` terms, which the parity
+    fixtures compare one by one.
     """
-    total = real[0].new_zeros(())
+    total = real[0].new_zeros(real[0].shape[:1] if per_class else ())
     for gs, gr in zip(syn, real, strict=True):
         if gr.dim() <= 2:
             continue
         gs, gr = gs.flatten(2), gr.flatten(2)
         cos = (gs * gr).sum(-1) / (gs.norm(dim=-1) * gr.norm(dim=-1) + eps)
-        total = total + (1.0 - cos).sum()
+        total = total + ((1.0 - cos).sum(-1) if per_class else (1.0 - cos).sum())
     return total

@@ -299,7 +299,8 @@ def _protocol_text() -> str:
     p = dcbench.PROTOCOL
     return (
         f"{p['num_runs']} runs × {p['epochs']} epochs, SGD lr {p['lr']} momentum {p['momentum']} "
-        f"weight decay {p['weight_decay']}, batch {p['batch_size']}, lr ×0.1 at half, "
+        f"weight decay {p['weight_decay']}, batch {p['batch_size']}, "
+        "lr ×0.1 after epoch 501 with a fresh SGD, "
         f"DSA {p['dsa_strategy']}, ConvNet width {p['net']['width']} depth {p['net']['depth']} "
         f"{p['net']['norm']}"
     )

@@ -158,8 +158,9 @@ class DC(Distiller):
         )
         return self.dsa.sample(self.num_classes, generator=gen, device=self.device)
 
-    def losses(self, real: torch.Tensor, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``sum_c D(grad CE(real_c), grad CE(syn_c))`` in the current network."""
+    def class_distances(self, real: torch.Tensor, real_labels: torch.Tensor) -> torch.Tensor:
+        """``(K,)``: per class c, ``D(grad CE(real_c), grad CE(syn_c))`` in the current network (the
+        reference's per-class ``match_loss`` terms), differentiable w.r.t. the synthetic images."""
         weights, fixed = self._split_params()
         params = self.siamese_params()
         syn = self.images
@@ -171,7 +172,11 @@ class DC(Distiller):
         if params is not None:
             syn = self.dsa.apply(syn, params, self.labels)
         g_syn = self.class_gradients(weights, fixed, syn, self.labels)
-        return {"loss": gradient_distance(list(g_syn.values()), list(g_real.values()))}
+        return gradient_distance(list(g_syn.values()), list(g_real.values()), per_class=True)
+
+    def losses(self, real: torch.Tensor, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``sum_c D(grad CE(real_c), grad CE(syn_c))``, the reference's ``loss``."""
+        return {"loss": self.class_distances(real, real_labels).sum()}
 
     # ------------------------------------------------------------------------------------- network
     def _fresh_network(self) -> None:
