@@ -39,10 +39,10 @@ OUTER_LOOP = {"dm": 1, "dc": 10, "dsa": 10}  # image updates per official iterat
 TIMING = "print('ITER_TIME %d %.4f' % (it, time.time() - _t_it), flush=True)  # ddlight timing patch"
 
 
-def patched_copy(official: Path, into: Path) -> None:
-    for name in ("main.py", "main_DM.py", "utils.py", "networks.py"):
+def patched_copy(official: Path, into: Path, scripts: tuple[str, ...] = ("main.py", "main_DM.py")) -> None:
+    for name in (*scripts, "utils.py", "networks.py"):
         shutil.copy(official / name, into / name)
-    for name in ("main.py", "main_DM.py"):
+    for name in scripts:
         text = (into / name).read_text()
         text, n = re.subn(
             r"(\n(\s+)for it in range\(args\.Iteration\+1\):\n)", r"\1\2    _t_it = time.time()\n", text

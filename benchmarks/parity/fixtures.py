@@ -66,13 +66,20 @@ def difference(ours: torch.Tensor, theirs: torch.Tensor) -> tuple[float, float]:
     return abs_diff, abs_diff / scale if scale > 0 else abs_diff
 
 
-def print_rows(method: str, rows: list[tuple[str, torch.Tensor, torch.Tensor]], rtol: float) -> bool:
-    """Print one line per quantity (largest abs / rel difference, verdict); True when all are within."""
+def print_rows(
+    method: str, rows: list[tuple[str, torch.Tensor, torch.Tensor]], rtol: float, atol: float = 0.0
+) -> bool:
+    """Print one line per quantity (largest abs / rel difference, verdict); True when all are within.
+
+    A quantity is within when its relative difference is at most ``rtol`` or its absolute difference at
+    most ``atol``: the latter for differences below what fp32 can resolve, e.g. a tiny image update
+    read as (images after - images before), where one rounding of a pixel value is already 2.4e-7."""
     ok = True
-    print(f"{method}: quantity, largest abs diff, largest rel diff (tolerance rel {rtol:g})")
+    tol = f"rel {rtol:g}" + (f" or abs {atol:g}" if atol else "")
+    print(f"{method}: quantity, largest abs diff, largest rel diff (tolerance {tol})")
     for label, ours, theirs in rows:
         a, r = difference(ours, theirs)
-        good = r <= rtol
+        good = r <= rtol or a <= atol
         ok &= good
         print(f"  {label:<32} {a:12.3e} {r:12.3e}  {'ok' if good else 'DIFFERS'}")
     return ok

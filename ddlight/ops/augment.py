@@ -30,6 +30,9 @@ FIELD_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 AUTO = "auto"
 DEFAULT_STRATEGY = AUTO
 _GEOMETRIC = ("scale", "rotate", "flip", "crop")
+# Uniforms per group: brightness, saturation, contrast, scale (x, y), rotate, flip, crop (row, col),
+# cutout (row, col); DSA.from_uniforms maps them to a transform.
+UNIFORMS = 11
 
 
 def parse_strategy(strategy: str) -> tuple[str, ...]:
@@ -177,9 +180,23 @@ class DSA:
             op = op.expand(g).clone() if share_op else op
         else:
             op = torch.full((g,), -1, dtype=torch.long, device=draw_device)
-        u = torch.rand(g, 11, generator=generator, device=draw_device)
+        u = torch.rand(g, UNIFORMS, generator=generator, device=draw_device)
+        return self.from_uniforms(op, u).to(out_device)
+
+    def from_uniforms(self, op: torch.Tensor, u: torch.Tensor) -> DSAParams:
+        """The transform of each group from its op index ``op`` (G,) and its ``UNIFORMS`` uniforms ``u``
+        (G, 11), with the reference's formulas and ``ParamDiffAug`` ranges.
+
+        Separate from :meth:`sample` so that a given draw can be replayed: the parity harness maps the
+        reference's own ``torch.rand``/``torch.randint`` draws to these uniforms and checks that both
+        implementations then compute the same images (``benchmarks/parity/dsa_ops.py``).
+        """
+        if u.dim() != 2 or u.shape[1] != UNIFORMS or op.shape != u.shape[:1]:
+            raise ValueError(
+                f"need op (G,) and u (G, {UNIFORMS}), got {tuple(op.shape)} and {tuple(u.shape)}"
+            )
         r = self.ratio_scale
-        params = DSAParams(
+        return DSAParams(
             op=op,
             brightness=(u[:, 0] - 0.5) * self.brightness,
             saturation=u[:, 1] * self.saturation,
@@ -190,7 +207,6 @@ class DSA:
             crop=u[:, 7:9].contiguous(),
             cutout=u[:, 9:11].contiguous(),
         )
-        return params.to(out_device)
 
     # ------------------------------------------------------------------ applying
 

@@ -1,0 +1,214 @@
+"""Equal-budget accuracy: the authors' script and ddlight distil the same MNIST IPC 10 configuration from
+real images for the same number of image updates, and ddlight's evaluator scores both sets.
+
+The authors' script runs from a patched copy in ``--work`` (outside this repository): the only changes are
+``view`` -> ``reshape`` where today's torch refuses ``view`` on a CPU batch (same values), the device
+(DataDAM's ``get_network`` calls ``net.cuda()`` unconditionally; DC's code already picks the CPU when no
+GPU is present) and one timing print per iteration. Its saved set
+is re-wrapped as a ddlight ``synthetic.pt`` (images and labels replaced in the ddlight run's file: the
+same normalisation, mean 0.1307 / std 0.3081, and the same real-data identity).
+
+    python -m benchmarks.parity.budget dm --stage official --official PATH --work /tmp/eb
+    python -m benchmarks.parity.budget dm --stage ddlight --work /tmp/eb
+    python -m benchmarks.parity.budget dm --stage evaluate --side official --work /tmp/eb  (and ddlight)
+
+``datadam`` the same, with ``--pythonpath`` naming where ``kornia`` is installed (their ``utils.py``
+imports it). Stages: ``official`` and ``ddlight`` distil (run them side by side with
+``OMP_NUM_THREADS=1`` each, for equal conditions); ``evaluate --side`` scores one set with
+``configs/mnist/evaluate.yaml``'s evaluator (5 x ConvNet-3 x 300 epochs) and writes ``eval.json`` beside
+it. Seconds per iteration: the authors' from the timing print (mean over iterations 1.., iteration 0
+saves an image grid; DataDAM's last also holds its evaluation and save), ddlight's from the
+TensorBoard wall times of its first and last logged step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from benchmarks import official_speed
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path("/work/shared/data") if Path("/work/shared/data").is_dir() else (ROOT / ".." / "shared" / "data")
+
+
+# method -> the authors' script, its arguments, its result file, ddlight's configs
+SETUPS = {
+    # main_DM.py saves after the update of iteration ``Iteration`` (Iteration + 1 updates): N - 1 gives N.
+    # Evaluation off (--num_eval 0): DM saves its set regardless.
+    "dm": dict(
+        script="main_DM.py",
+        official_args=lambda n: ["--Iteration", str(n - 1), "--batch_real", "64", "--num_eval", "0"],
+        result="res_DM_MNIST_ConvNet_10ipc.pt",
+        configs=("configs/mnist/dm.yaml", "configs/overlays/dsa_keep_flip.yaml"),
+    ),
+    # main_DataDAM.py evaluates (and only then saves) at the top of an iteration in eval_it_pool; an
+    # eval_mode other than S/SS makes that pool [Iteration], i.e. after Iteration updates. One evaluation
+    # network trained one epoch (--num_eval 1 --epoch_eval_train 0) is the cheapest evaluation that
+    # still saves; its accuracy is not used.
+    "datadam": dict(
+        script="main_DataDAM.py",
+        official_args=lambda n: [
+            "--Iteration",
+            str(n),
+            "--batch_real",
+            "64",
+            "--num_eval",
+            "1",
+            "--epoch_eval_train",
+            "0",
+            "--eval_mode",
+            "none",
+            "--lr_img",
+            "1",
+        ],
+        result="res_DataDAM_MNIST_ConvNet_10ipc_.pt",
+        configs=("configs/mnist/datadam_reference_code.yaml",),
+    ),
+}
+
+
+def patched_copy(official: Path, into: Path, script: str) -> None:
+    """:func:`benchmarks.official_speed.patched_copy` (timing print, ``view`` -> ``reshape``) for
+    ``script``, plus the device where a script needs it."""
+    into.mkdir(parents=True, exist_ok=True)
+    official_speed.patched_copy(official, into, scripts=(script,))
+    # The device: DataDAM's get_network ends in an unconditional ``net.cuda()`` (utils.py:355).
+    utils = (into / "utils.py").read_text()
+    device = "'cuda' if torch.cuda.is_available() else 'cpu'"
+    (into / "utils.py").write_text(utils.replace("net = net.cuda()", f"net = net.to({device})"))
+
+
+def run_official(method: str, official: Path, work: Path, iterations: int, pythonpath: str) -> None:
+    s = SETUPS[method]
+    wd = work / f"{method}_official"
+    patched_copy(official, wd, s["script"])
+    args = [
+        sys.executable,
+        s["script"],
+        "--dataset",
+        "MNIST",
+        "--ipc",
+        "10",
+        "--num_exp",
+        "1",
+        "--init",
+        "real",
+    ]
+    args += ["--data_path", str(DATA), "--save_path", str(wd / "result"), *s["official_args"](iterations)]
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    with open(wd / "log.txt", "w") as log:
+        subprocess.run(args, cwd=wd, stdout=log, stderr=subprocess.STDOUT, env=env, check=True)
+    times = [float(t) for t in re.findall(r"ITER_TIME \d+ ([\d.]+)", (wd / "log.txt").read_text())]
+    data = torch.load(wd / "result" / s["result"], map_location="cpu", weights_only=False)["data"]
+    images, labels = data[-1]
+    (wd / "official.json").write_text(
+        json.dumps(
+            {
+                "updates": iterations,
+                "s_per_it": statistics.mean(times[1 : -1 if method == "datadam" else None]),
+                "cmd": args,
+            }
+        )
+    )
+    torch.save({"images": images, "labels": labels}, wd / "images.pt")
+
+
+def run_ddlight(method: str, work: Path, iterations: int) -> None:
+    s = SETUPS[method]
+    wd = work / f"{method}_ddlight"
+    args = [sys.executable, "-m", "ddlight", "fit"]
+    for c in s["configs"]:
+        args += ["--config", str(ROOT / c)]
+    args += [
+        "--trainer.max_steps",
+        str(iterations),
+        "--trainer.logger.init_args.save_dir",
+        str(wd / "logs"),
+        "--model.init_args.export_dir",
+        str(wd),
+        "--data.init_args.data_dir",
+        str(DATA),
+    ]
+    with open(wd.with_suffix(".log"), "w") as log:
+        wd.mkdir(parents=True, exist_ok=True)
+        subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ev = EventAccumulator(str(next((wd / "logs").rglob("events.out.tfevents.*")).parent))
+    ev.Reload()
+    tag = next(t for t in ev.Tags()["scalars"] if "loss" in t)
+    pts = ev.Scalars(tag)
+    s_per_it = (pts[-1].wall_time - pts[0].wall_time) / (pts[-1].step - pts[0].step)
+    (wd / "ddlight.json").write_text(json.dumps({"updates": iterations, "s_per_it": s_per_it, "cmd": args}))
+
+
+def wrap_official(method: str, work: Path) -> Path:
+    """The authors' images and labels in the ddlight run's ``synthetic.pt`` (same normalisation and
+    real-data identity), written beside their run."""
+    from ddlight.data.synthetic import SyntheticSet
+
+    theirs = torch.load(work / f"{method}_official" / "images.pt")
+    wrapped = SyntheticSet.load(work / f"{method}_ddlight" / "synthetic.pt")
+    if not torch.equal(wrapped.hard_labels, theirs["labels"]):
+        raise ValueError("label layouts differ")
+    wrapped.images, wrapped.method = theirs["images"].float(), f"{method}_official"
+    return wrapped.save(work / f"{method}_official" / "synthetic.pt")
+
+
+def evaluate(method: str, work: Path, side: str, epochs: int | None = None) -> None:
+    """Score one side's set with ``configs/mnist/evaluate.yaml``'s evaluator (its values, 5 x ConvNet-3
+    x 300 epochs) through ``SyntheticEvaluator.fit_plain``: the same training as the CLI's without a
+    Trainer's per-epoch bookkeeping, which dominates a 100-image epoch."""
+    from ddlight.data import MNISTDataModule
+    from ddlight.data.synthetic import SyntheticSet
+    from ddlight.methods.evaluator import SyntheticEvaluator, write_json_atomic
+    from ddlight.models import ConvNet
+
+    path = wrap_official(method, work) if side == "official" else work / f"{method}_ddlight" / "synthetic.pt"
+    syn = SyntheticSet.load(path)
+    cfg = yaml.safe_load((ROOT / "configs/mnist/evaluate.yaml").read_text())["model"]["init_args"]
+    cfg = {k: v for k, v in cfg.items() if k not in ("net", "results_path")}
+    if epochs is not None:  # a shorter evaluation where the host cannot afford the protocol's 300
+        cfg["epochs"] = epochs
+    dm = MNISTDataModule(data_dir=str(DATA))
+    dm.setup("test")
+    res = SyntheticEvaluator(ConvNet(), **cfg).fit_plain(
+        syn.images, syn.labels, dm.test_dataloader(), syn.dataset
+    )
+    res["set"] = str(path)
+    write_json_atomic(path.parent / ("eval.json" if epochs is None else f"eval_{epochs}ep.json"), res)
+    print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.parity.budget", description=__doc__)
+    ap.add_argument("method", choices=sorted(SETUPS))
+    ap.add_argument("--official", type=Path, help="the authors' checkout (stage official)")
+    ap.add_argument("--work", type=Path, required=True, help="a folder outside the repository")
+    ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--stage", choices=("official", "ddlight", "evaluate"), required=True)
+    ap.add_argument("--side", choices=("official", "ddlight"), help="stage evaluate: which set")
+    ap.add_argument("--epochs", type=int, help="stage evaluate: epochs instead of evaluate.yaml's 300")
+    ap.add_argument("--pythonpath", default="", help="PYTHONPATH of the authors' script (e.g. kornia)")
+    a = ap.parse_args(argv)
+    if a.stage == "official":
+        run_official(a.method, a.official, a.work, a.iterations, a.pythonpath)
+    elif a.stage == "ddlight":
+        run_ddlight(a.method, a.work, a.iterations)
+    else:
+        evaluate(a.method, a.work, a.side, a.epochs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
