@@ -1,5 +1,6 @@
 """Equal-budget accuracy: the authors' script and ddlight distil the same MNIST IPC 10 configuration from
-real images for the same number of image updates, and ddlight's evaluator scores both sets.
+real images for the same number of iterations (DM, DataDAM: image updates; DC, DSA: networks, ten image
+updates each at IPC 10; ``--iterations``), and ddlight's evaluator scores both sets.
 
 The authors' script runs from a patched copy in ``--work`` (outside this repository): the only changes are
 ``view`` -> ``reshape`` where today's torch refuses ``view`` on a CPU batch (same values), the device
@@ -74,6 +75,33 @@ SETUPS = {
         result="res_DataDAM_MNIST_ConvNet_10ipc_.pt",
         configs=("configs/mnist/datadam_reference_code.yaml",),
     ),
+    # main.py runs ``range(Iteration + 1)`` networks, each with outer_loop = 10 image updates at IPC 10, and
+    # saves after the last: N networks is --Iteration N - 1 there and 10 N Lightning steps here. The
+    # released DC initialises from noise; the comparison starts both sides from real images.
+    "dc": dict(
+        script="main.py",
+        official_args=lambda n: ["--Iteration", str(n - 1), "--num_eval", "0", "--method", "DC"],
+        result="res_DC_MNIST_ConvNet_10ipc.pt",
+        configs=("configs/mnist/dc_ipc10.yaml",),
+        ddlight_args=["--model.init_args.init", "real"],
+        updates_per_iteration=10,
+    ),
+    "dsa": dict(
+        script="main.py",
+        official_args=lambda n: [
+            "--Iteration",
+            str(n - 1),
+            "--num_eval",
+            "0",
+            "--method",
+            "DSA",
+            "--dsa_strategy",
+            "color_crop_cutout_flip_scale_rotate",
+        ],
+        result="res_DSA_MNIST_ConvNet_10ipc.pt",
+        configs=("configs/mnist/dsa_ipc10.yaml",),
+        updates_per_iteration=10,
+    ),
 }
 
 
@@ -131,13 +159,14 @@ def run_ddlight(method: str, work: Path, iterations: int) -> None:
         args += ["--config", str(ROOT / c)]
     args += [
         "--trainer.max_steps",
-        str(iterations),
+        str(iterations * s.get("updates_per_iteration", 1)),
         "--trainer.logger.init_args.save_dir",
         str(wd / "logs"),
         "--model.init_args.export_dir",
         str(wd),
         "--data.init_args.data_dir",
         str(DATA),
+        *s.get("ddlight_args", []),
     ]
     with open(wd.with_suffix(".log"), "w") as log:
         wd.mkdir(parents=True, exist_ok=True)
@@ -148,7 +177,8 @@ def run_ddlight(method: str, work: Path, iterations: int) -> None:
     ev.Reload()
     tag = next(t for t in ev.Tags()["scalars"] if "loss" in t)
     pts = ev.Scalars(tag)
-    s_per_it = (pts[-1].wall_time - pts[0].wall_time) / (pts[-1].step - pts[0].step)
+    per_update = (pts[-1].wall_time - pts[0].wall_time) / (pts[-1].step - pts[0].step)
+    s_per_it = per_update * s.get("updates_per_iteration", 1)
     (wd / "ddlight.json").write_text(json.dumps({"updates": iterations, "s_per_it": s_per_it, "cmd": args}))
 
 
