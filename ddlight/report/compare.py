@@ -18,15 +18,14 @@ Report config, per dataset::
 
 and per budget: ``compare`` (flags of every method's stage), ``compare_<method>`` (flags of one),
 ``compare_eval`` (flags of the evaluations), ``compare_ipcs`` / ``compare_methods`` (a subset to run).
+This module reads the block; ``DatasetPlan.compare_tasks`` (:mod:`ddlight.report.study`) turns it into
+stages, so the plan imports this module and not the reverse.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the plan imports this module; this module only receives plans
-    from ddlight.report.study import DatasetPlan, Task
+from typing import Any
 
 COMPARE = "compare"
 HARD = "hard"  # the protocol's name: the set's labels hardened
@@ -81,34 +80,3 @@ def comparison(spec: dict[str, Any], budget: dict[str, Any]) -> Comparison | Non
         raise ValueError(f"compare.rank_by must be one of {RANKABLE} (or absent), got {rank_by!r}")
     rank = str(rank_by).upper() if rank_by is not None else None
     return Comparison(rows, tuple(block.get("learned_labels", ())), published, rank)
-
-
-def compare_tasks(plan: DatasetPlan) -> list[Task]:
-    """The distillations and evaluations of the section, in row order."""
-    from ddlight.report.study import STUDY, Task
-
-    cmp = comparison(plan.spec, plan.budget)
-    if cmp is None:
-        return []
-    configs = plan.spec[COMPARE]["methods"]
-    hard = {"data.init_args.labels": HARD} | plan.roles(f"{COMPARE}_eval")
-    learned = plan.roles(f"{COMPARE}_eval")
-    out: list[Task] = []
-    for row in cmp.rows:
-        entry = configs[row.method]
-        stage = plan.distill(
-            row.method,
-            "real",
-            row.ipc,
-            configs=entry if isinstance(entry, dict) else {"real": entry},
-            roles=(COMPARE, f"{COMPARE}_{row.method}"),
-            prefix=f"{COMPARE}-",
-        )
-        out += plan.experts_tasks(row.method)
-        out.append(Task("set", stage, set=row.set))
-        ev = plan.evaluate(stage, protocol=HARD, extra=hard)
-        out.append(Task("eval", ev, plan.net_label, row.set, HARD))
-        if row.method in cmp.learned_labels:
-            ev = plan.evaluate(stage, protocol=STUDY, extra=learned)
-            out.append(Task("eval", ev, plan.net_label, row.set, STUDY))
-    return out

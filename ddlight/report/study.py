@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlight.artifacts import STAGE_BUFFER_DIR, SYNTHETIC_FILE
-from ddlight.report.compare import Comparison, compare_tasks, comparison
+from ddlight.report.compare import COMPARE, HARD, Comparison, comparison
 from ddlight.report.ipc_search import SearchResult, Target, search_lossless_ipc
 from ddlight.report.outputs import (
     BaselineOut,
@@ -273,9 +273,38 @@ class DatasetPlan:
             stage, key = add_set(spec["dcbench"]["method"], spec["dcbench"]["init"])
             add_eval(stage, key, protocol=DCBENCH)
             out.append(Task("export", self.dcbench_export(stage), set=key))
-        out += compare_tasks(self)  # the Methods section
+        out += self.compare_tasks()  # the Methods section
         seen: set[str] = set()
         return [t for t in out if not (t.stage.name in seen or seen.add(t.stage.name))]
+
+    def compare_tasks(self) -> list[Task]:
+        """The Methods section's distillations and evaluations (:mod:`ddlight.report.compare`), in row
+        order."""
+        cmp = comparison(self.spec, self.budget)
+        if cmp is None:
+            return []
+        configs = self.spec[COMPARE]["methods"]
+        hard = {"data.init_args.labels": HARD} | self.roles(f"{COMPARE}_eval")
+        learned = self.roles(f"{COMPARE}_eval")
+        out: list[Task] = []
+        for row in cmp.rows:
+            entry = configs[row.method]
+            stage = self.distill(
+                row.method,
+                "real",
+                row.ipc,
+                configs=entry if isinstance(entry, dict) else {"real": entry},
+                roles=(COMPARE, f"{COMPARE}_{row.method}"),
+                prefix=f"{COMPARE}-",
+            )
+            out += self.experts_tasks(row.method)
+            out.append(Task("set", stage, set=row.set))
+            ev = self.evaluate(stage, protocol=HARD, extra=hard)
+            out.append(Task("eval", ev, self.net_label, row.set, HARD))
+            if row.method in cmp.learned_labels:
+                ev = self.evaluate(stage, protocol=STUDY, extra=learned)
+                out.append(Task("eval", ev, self.net_label, row.set, STUDY))
+        return out
 
     def experts_tasks(self, method: str) -> list[Task]:
         return [Task("experts", self.experts())] if method in TRAJECTORY else []
