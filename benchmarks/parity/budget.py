@@ -201,8 +201,9 @@ def evaluate(method: str, work: Path, side: str, epochs: int | None = None) -> N
     Trainer's per-epoch bookkeeping, which dominates a 100-image epoch."""
     from ddlight.data import MNISTDataModule
     from ddlight.data.synthetic import SyntheticSet
-    from ddlight.methods.evaluator import SyntheticEvaluator, write_json_atomic
+    from ddlight.methods.evaluator import SyntheticEvaluator
     from ddlight.models import ConvNet
+    from ddlight.utils.io import atomic_json_dump
 
     path = wrap_official(method, work) if side == "official" else work / f"{method}_ddlight" / "synthetic.pt"
     syn = SyntheticSet.load(path)
@@ -216,7 +217,9 @@ def evaluate(method: str, work: Path, side: str, epochs: int | None = None) -> N
         syn.images, syn.labels, dm.test_dataloader(), syn.dataset
     )
     res["set"] = str(path)
-    write_json_atomic(path.parent / ("eval.json" if epochs is None else f"eval_{epochs}ep.json"), res)
+    atomic_json_dump(
+        res, path.parent / ("eval.json" if epochs is None else f"eval_{epochs}ep.json"), sort_keys=False
+    )
     print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
 
 

@@ -50,8 +50,13 @@ def run(official_root: Path, commit: str, out: Path | None) -> bool:
     theirs, ok = [], True
     print(f"el2n/fiex: active samples per epoch ({where}, {CLASSES} classes x {PER_CLASS})")
     for e in range(EPOCHS):
-        ns = {"e": e, "args": SimpleNamespace(**PHASES), "sorted_diff_indices": table,
-              "data_size_by_class": PER_CLASS, "linear_cl_scheduler_acse": sched.linear_cl_scheduler_acse}
+        ns = {
+            "e": e,
+            "args": SimpleNamespace(**PHASES),
+            "sorted_diff_indices": table,
+            "data_size_by_class": PER_CLASS,
+            "linear_cl_scheduler_acse": sched.linear_cl_scheduler_acse,
+        }
         idx = run_slice(code, where, ns)["indices"].sort().values
         ours = fiex_schedule(scores, e, labels, FIEX(**PHASES))
         same = torch.equal(ours, idx)

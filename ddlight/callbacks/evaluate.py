@@ -12,7 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ddlight.artifacts import EVALS_FILE, TAG_EVAL_MEAN, TAG_EVAL_STD
-from ddlight.methods.evaluator import LEARNED, SyntheticEvaluator, resolve_lr, write_json_atomic
+from ddlight.methods.evaluator import LEARNED, SyntheticEvaluator, resolve_lr
+from ddlight.utils.io import atomic_json_dump
 
 
 class EvaluateSyntheticCallback(L.Callback):
@@ -75,7 +76,7 @@ class EvaluateSyntheticCallback(L.Callback):
         # Default: beside the distiller's synthetic.pt, so the history travels with the set it describes.
         path = Path(self.results_path) if self.results_path else getattr(pl_module, "export_path", None)
         if path is not None:
-            write_json_atomic(path if self.results_path else path / EVALS_FILE, self.history)
+            atomic_json_dump(self.history, path if self.results_path else path / EVALS_FILE, sort_keys=False)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # lr="learned" needs a distiller that learns a student rate (PAD); say so before distilling,

@@ -93,12 +93,10 @@ class ClassBalancedEpisodes(IterableDataset):
         labels: torch.Tensor,
         num_classes: int,
         n_per_class: int,
-        mean: torch.Tensor,
-        std: torch.Tensor,
+        normalize: Normalizer,
         seed: int = 0,
         rank: int = 0,
         epoch_length: int = 1000,
-        normalize: Normalizer | None = None,
     ) -> None:
         self.images, self.labels = images, labels.long()
         self.epoch_length = epoch_length
@@ -117,7 +115,7 @@ class ClassBalancedEpisodes(IterableDataset):
                 stacklevel=2,
             )
         self.num_classes, self.n = num_classes, n_per_class
-        self.normalize = normalize if normalize is not None else Normalizer(mean, std)
+        self.normalize = normalize
         self.seed, self.rank = seed, rank
         self.counter = 0
 
@@ -296,11 +294,9 @@ class RealDataModule(L.LightningDataModule):
             self.train_labels,
             self.num_classes,
             n_per_class,
-            self.mean_t,
-            self.std_t,
+            self.normalizer,
             seed=self.seed if seed is None else seed,
             rank=rank,
-            normalize=self.normalizer,
         )
 
     def val_dataloader(self) -> DataLoader:

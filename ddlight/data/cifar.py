@@ -96,7 +96,6 @@ class CIFAR10DataModule(TorchvisionDataModule):
     class_names = CIFAR10_CLASSES
     reader = "CIFAR10"
     folder = "cifar-10-batches-py"
-    meta_key = "label_names"
     layout = "cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} (python pickles)"
 
     def _tv_class(self) -> type:

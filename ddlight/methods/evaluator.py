@@ -248,7 +248,7 @@ class SyntheticEvaluator(L.LightningModule):
         if self._partial:
             self.results["set_partial"] = self._partial
         if hp.results_path:
-            write_json_atomic(Path(hp.results_path), self.results)
+            atomic_json_dump(self.results, Path(hp.results_path), sort_keys=False)  # fields in reading order
         return self.results
 
     def learning_check(self) -> dict[str, Any]:
@@ -404,8 +404,3 @@ class SyntheticEvaluator(L.LightningModule):
         x, y = batch
         for i, net in enumerate(self.nets):
             self.log(f"test/acc_run{i}", (net(x).argmax(1) == y).float().mean(), batch_size=y.numel())
-
-
-def write_json_atomic(path: Path, obj: Any) -> Path:
-    # Results keep their insertion order (mean, std, runs, ...) for people reading the file.
-    return atomic_json_dump(obj, path, sort_keys=False)

@@ -136,13 +136,6 @@ To evaluate it with DC-Bench (github.com/justincui03/dc_benchmark):
 """
 
 
-def load_like_dcbench(root: str | Path, method: str, dataset: str, ipc: int) -> tuple[torch.Tensor, ...]:
-    """What DC-Bench's ``DCDataLoader.load_data`` returns for this export (for tests and checks)."""
-    data = torch.load(export_path(root, method, dataset, ipc), map_location="cpu", weights_only=True)
-    images, labels = data["data"][-1]
-    return images, labels
-
-
 def main(argv: Sequence[str] | None = None) -> Path:
     """``python -m ddlight.report.dcbench SYNTHETIC.pt OUT_DIR [--method NAME]``."""
     parser = argparse.ArgumentParser(

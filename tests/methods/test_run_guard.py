@@ -15,6 +15,7 @@ from ddlight.artifacts import LAST_CHECKPOINT
 from ddlight.cli import DDLightCLI
 from ddlight.data import MNISTDataModule, SyntheticSet
 from ddlight.data.base import ClassBalancedEpisodes
+from ddlight.data.zca import Normalizer
 from ddlight.methods import DataDAM
 from ddlight.methods.run_guard import DivergedError
 from ddlight.models import ConvNet
@@ -170,7 +171,7 @@ def test_episodes_larger_than_a_class_warn():
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1])
     images = torch.zeros(8, 1, 2, 2, dtype=torch.uint8)
     with pytest.warns(UserWarning, match="class 0 has only 3 training images"):
-        ClassBalancedEpisodes(images, labels, 2, 4, torch.zeros(1), torch.ones(1))
+        ClassBalancedEpisodes(images, labels, 2, 4, Normalizer(torch.zeros(1), torch.ones(1)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ClassBalancedEpisodes(images, labels, 2, 3, torch.zeros(1), torch.ones(1))
+        ClassBalancedEpisodes(images, labels, 2, 3, Normalizer(torch.zeros(1), torch.ones(1)))
