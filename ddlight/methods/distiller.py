@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -52,7 +52,11 @@ class Distiller(L.LightningModule):
 
     OUTPUT_ARG = "export_dir"  # where the set is written (ddlight.artifacts.OUTPUT_ARG_ATTR)
 
-    method_name = "distiller"
+    # Facts about the method, read by the CLI and the report instead of matching names: its key in configs
+    # and reports, how tables title it, and whether an Experts stage (expert trajectories) must run first.
+    method_name: ClassVar[str] = "distiller"
+    display_name: ClassVar[str] = "Distiller"
+    needs_experts: ClassVar[bool] = False
 
     def __init__(
         self,

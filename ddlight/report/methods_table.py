@@ -6,18 +6,7 @@ from __future__ import annotations
 
 from ddlight.report.compare import HARD
 from ddlight.report.study import STUDY, DatasetResults
-from ddlight.report.tables import DASH, Ledger, eval_cell, eval_protocol, md_table, study_pct
-
-TITLES = {
-    "dc": "DC",
-    "dsa": "DSA",
-    "dm": "DM",
-    "mtt": "MTT",
-    "datm": "DATM",
-    "datadam": "DataDAM",
-    "pad": "PAD",
-}
-
+from ddlight.report.tables import DASH, Ledger, eval_cell, eval_protocol, md_table, method_title, study_pct
 
 SCORE_COLUMNS = ("random", "full", "HLR", "IOR", "LRS", "ARS")
 SCORE_HEADER = ["random subset (%)", "full data (%)", "HLR", "IOR", "LRS", "ARS"]
@@ -51,7 +40,7 @@ def methods_table(led: Ledger, r: DatasetResults) -> str:
         keys.append(-float(scores[cmp.rank_by]) if cmp.rank_by and scores else float("inf"))
         rows.append(
             [
-                TITLES.get(row.method, row.method),
+                method_title(row.method),
                 str(row.ipc),
                 eval_cell(led, hard, with_time=False),
                 eval_cell(led, learned, with_time=False),

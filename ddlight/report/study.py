@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlight.artifacts import STAGE_BUFFER_DIR, SYNTHETIC_FILE
+from ddlight.methods import DISTILLERS
 from ddlight.report.compare import COMPARE, HARD, Comparison, comparison
 from ddlight.report.ipc_search import SearchResult, Target, search_lossless_ipc
 from ddlight.report.outputs import (
@@ -53,7 +54,6 @@ from ddlight.report.runner import Runner, Stage, flags
 from ddlight.report.spec import budget_for, config_ipc, load_spec  # noqa: F401 (re-exported)
 
 STUDY = "study"
-TRAJECTORY = ("mtt", "datm", "pad")  # stage 2 of trajectory matching: each needs the experts stage
 DCBENCH = "dcbench"
 
 
@@ -121,6 +121,13 @@ def command_shape(stage: Stage) -> tuple:
     return stage.kind, stage.config, tuple(args)
 
 
+def needs_experts(method: str) -> bool:
+    """Whether ``method``'s distillation reads expert trajectories (``Distiller.needs_experts``), so its
+    stage depends on the Experts stage."""
+    cls = DISTILLERS.get(method)
+    return cls is not None and cls.needs_experts
+
+
 def set_key(method: str, init: str, ipc: int) -> str:
     return f"{method}-{init}-ipc{ipc}"
 
@@ -181,7 +188,7 @@ class DatasetPlan:
         config, base = (entry["config"], entry.get("flags", {})) if isinstance(entry, dict) else (entry, {})
         over: dict[str, Any] = {"data.init_args.data_dir": self.data_dir, **base}
         deps: tuple[Stage, ...] = ()
-        if method in TRAJECTORY:
+        if needs_experts(method):
             experts = self.experts()
             deps = (experts,)
             over["model.init_args.buffer_dir"] = str(self.runner.dir_of(experts) / STAGE_BUFFER_DIR)
@@ -307,7 +314,7 @@ class DatasetPlan:
         return out
 
     def experts_tasks(self, method: str) -> list[Task]:
-        return [Task("experts", self.experts())] if method in TRAJECTORY else []
+        return [Task("experts", self.experts())] if needs_experts(method) else []
 
     def cross_arch(self) -> list[str]:
         return list(self.budget.get("cross_arch", list(self.spec.get("cross_arch", {}))))

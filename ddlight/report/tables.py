@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ddlight.methods import DISTILLERS
 from ddlight.report.outputs import EvalOut, Measured
 from ddlight.report.study import DCBENCH, STUDY, DatasetResults, set_key
 
@@ -88,7 +89,9 @@ def study_pct(value: float | None) -> str:
 
 
 def method_title(method: str) -> str:
-    return {"datadam": "DataDAM", "pad": "PAD"}.get(method, method)
+    """The method's own display name (``Distiller.display_name``); a key no method has stays as written."""
+    cls = DISTILLERS.get(method)
+    return cls.display_name if cls is not None else method
 
 
 def eval_cell(led: Ledger, ev: EvalOut | None, with_time: bool = True) -> str:

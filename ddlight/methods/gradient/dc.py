@@ -72,6 +72,9 @@ class DC(Distiller):
         dsa_strategy: ``none`` = DC; any strategy (``auto``: the field's without flip on digits) = DSA.
     """
 
+    method_name = "dc"
+    display_name = "DC"
+
     def __init__(
         self,
         net: nn.Module,
@@ -104,7 +107,8 @@ class DC(Distiller):
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
             raise ValueError("DC/DSA here supports networks without batch norm (e.g. ConvNet's instancenorm)")
         self.save_hyperparameters()
-        self.method_name = "dc" if dsa_strategy.strip().lower() in ("none", "") else "dsa"
+        if dsa_strategy.strip().lower() not in ("none", ""):  # DC with augmentation is DSA, class or not
+            self.method_name, self.display_name = "dsa", "DSA"  # type: ignore[misc]
         refuse_compiled_graphs(net, type(self).__name__)
         self.net = net.requires_grad_(False)
         # The inner loop's SGD momentum, flat; module state so that a resume mid-network continues it.

@@ -32,6 +32,7 @@ class DSA(DC):
     """
 
     method_name = "dsa"
+    display_name = "DSA"
 
     def __init__(
         self,

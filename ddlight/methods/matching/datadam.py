@@ -55,6 +55,7 @@ class DataDAM(RandomNetworkMatching):
     """
 
     method_name = "datadam"
+    display_name = "DataDAM"
     needs = "forward_blocks"
 
     def __init__(

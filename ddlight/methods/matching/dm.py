@@ -38,6 +38,7 @@ class DM(RandomNetworkMatching):
     """
 
     method_name = "dm"
+    display_name = "DM"
     needs = "embed"
 
     def __init__(

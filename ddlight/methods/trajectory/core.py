@@ -153,6 +153,7 @@ class TrajectoryMatching(Distiller):
     """
 
     method_name = "trajectory"
+    needs_experts = True
     # DATM's ``samples_predicted_correctly``: real init keeps images the first expert classifies correctly;
     # MTT draws them at random.
     init_correct = True

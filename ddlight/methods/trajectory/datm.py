@@ -27,6 +27,7 @@ class DATM(TrajectoryMatching):
     """
 
     method_name = "datm"
+    display_name = "DATM"
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ class MTT(TrajectoryMatching):
     """
 
     method_name = "mtt"
+    display_name = "MTT"
     init_correct = False  # ``pix_init: real`` draws random images of each class
 
     def __init__(

@@ -17,3 +17,4 @@ class PAD(TrajectoryMatching):
     :class:`~ddlight.methods.trajectory.core.TrajectoryMatching`."""
 
     method_name = "pad"
+    display_name = "PAD"
