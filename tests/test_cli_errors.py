@@ -73,6 +73,10 @@ def test_the_card_runs_on_a_generated_mhist_shaped_set(tmp_path, capsys):
             "model.init_args.net.init_args.norm: must be one of ('instancenorm', 'batchnorm', 'layernorm', "
             "'groupnorm', 'none'), got 'foo'",
         ),
+        (  # a Literal choice: refused by the parser itself, before any stage is built
+            ("--model.init_args.init", "bogus"),
+            "model.init_args.init: expected one of 'real', 'noise', 'kcenter', got bogus",
+        ),
     ],
 )
 def test_a_stage_refusing_a_value_is_one_line_naming_the_key(flags, line, capsys):

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ddlight.artifacts import EVALS_FILE, TAG_EVAL_MEAN, TAG_EVAL_STD
-from ddlight.methods.evaluator import LEARNED, SyntheticEvaluator, resolve_lr
+from ddlight.methods.evaluator import LEARNED, Schedule, SyntheticEvaluator, resolve_lr
 from ddlight.utils.io import atomic_json_dump
 
 
@@ -32,7 +32,7 @@ class EvaluateSyntheticCallback(L.Callback):
         num_runs: int = 2,
         epochs: int = 300,
         lr: float | Literal["learned"] = 0.01,
-        schedule: str = "step",
+        schedule: Schedule = "step",
         batch_size: int = 256,
         results_path: str | None = None,
         precision: str = "32-true",

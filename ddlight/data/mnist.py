@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -49,7 +50,7 @@ class MNISTDataModule(RealDataModule):
     def __init__(
         self,
         data_dir: str = "../shared/data",
-        source: str = "torchvision",
+        source: Literal["torchvision", "bundled"] = "torchvision",
         download: bool = False,
         bundled_test_fraction: float = 0.2,
         batch_size: int = 256,

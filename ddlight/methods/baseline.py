@@ -7,6 +7,7 @@ This is the upper bound every distilled set is compared against, and its recipe 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import lightning as L
 import torch
@@ -39,7 +40,7 @@ class Baseline(L.LightningModule):
         lr: float = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
-        scheduler: str = "cosine",
+        scheduler: Literal["cosine", "none"] = "cosine",
         num_classes: int | None = None,
         seed: int = 0,
     ) -> None:

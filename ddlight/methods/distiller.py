@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import lightning as L
 import torch
@@ -37,7 +37,9 @@ from ddlight.utils.io import point_link
 from ddlight.utils.jsonable import jsonable
 from ddlight.utils.memory import peak_memory_mb, reset_peak_memory
 
-INITS = ("real", "noise", "kcenter")
+# How a set starts: random real images of each class, Gaussian noise, or k-center real images.
+Init = Literal["real", "noise", "kcenter"]
+INITS: tuple[str, ...] = get_args(Init)
 # The init argument that sets each optimizer parameter group's learning rate, named in divergence errors.
 LR_ARGS = {"images": "lr_img", "labels": "lr_label", "syn_lr": "lr_lr"}
 
@@ -61,7 +63,7 @@ class Distiller(L.LightningModule):
     def __init__(
         self,
         ipc: int,
-        init: str,
+        init: Init,
         seed: int,
         grid_every: int,
         export_dir: str | None,

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ddlight.methods.distiller import Distiller
+from ddlight.methods.distiller import Distiller, Init
 from ddlight.models.checks import check_num_classes, refuse_compiled_graphs
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, DSAParams, strategy_for
@@ -79,7 +79,7 @@ class DC(Distiller):
         self,
         net: nn.Module,
         ipc: int = 10,
-        init: str = "noise",
+        init: Init = "noise",
         lr_img: float = 0.1,
         momentum: float = 0.5,
         lr_net: float = 0.01,

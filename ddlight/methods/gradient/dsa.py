@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from ddlight.methods.distiller import Init
 from ddlight.methods.gradient.dc import DC
 from ddlight.ops.augment import FIELD_STRATEGY, parse_strategy
 
@@ -38,7 +39,7 @@ class DSA(DC):
         self,
         net: nn.Module,
         ipc: int = 10,
-        init: str = "real",
+        init: Init = "real",
         dsa_strategy: str = FIELD_STRATEGY,
         **kwargs: Any,
     ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ddlight.methods.distiller import Distiller
+from ddlight.methods.distiller import Distiller, Init
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, DSAParams, strategy_for
@@ -32,7 +32,7 @@ class RandomNetworkMatching(Distiller):
         self,
         net: nn.Module,
         ipc: int,
-        init: str,
+        init: Init,
         seed: int,
         grid_every: int,
         export_dir: str | None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ddlight.methods.distiller import Init
 from ddlight.methods.matching.base import RandomNetworkMatching
 from ddlight.ops.attention import class_means, mean_matching_loss
 from ddlight.ops.augment import DEFAULT_STRATEGY
@@ -45,7 +46,7 @@ class DM(RandomNetworkMatching):
         self,
         net: nn.Module,
         ipc: int = 10,
-        init: str = "real",
+        init: Init = "real",
         lr_img: float = 1.0,
         momentum: float = 0.5,
         batch_real: int = 256,

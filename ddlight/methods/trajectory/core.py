@@ -74,7 +74,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from ddlight.data.base import dataset_name
-from ddlight.methods.distiller import Distiller
+from ddlight.methods.distiller import Distiller, Init
 from ddlight.methods.trajectory.buffer import (
     ExpertBuffer,
     check_fits,
@@ -163,7 +163,7 @@ class TrajectoryMatching(Distiller):
         net: nn.Module,
         buffer_dir: str = "artifacts/experts_mnist",
         ipc: int = 10,
-        init: str = "real",
+        init: Init = "real",
         syn_steps: int = 20,
         expert_epochs: int = 2,
         min_start_epoch: int = 0,
