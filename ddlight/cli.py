@@ -305,7 +305,8 @@ def one_line(message: str, parser: Any) -> str:
         flag = m[1].removeprefix("--").partition("=")[0]
         return f"unknown option {flag}; {did_you_mean_key(flag, parser) or 'see --help'}"
     text = re.sub(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", r"expected \1, got \2", text)
-    text = re.sub(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", r"expected one of \1, got \2", text)
+    literal = r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)"
+    text = re.sub(literal, r"expected one of \1, got \2", text)
     text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
     text = text[:1].lower() + text[1:] if text[1:2].islower() else text
     return f"{key}: {text}{more}" if key else f"{text}{more}"

@@ -243,13 +243,23 @@ class Distiller(L.LightningModule):
     def export_extra(self) -> dict[str, Any]:
         return {EXTRA_DISTILL_SECONDS: self.distill_seconds}
 
+    @property
+    def attached_trainer(self) -> L.Trainer | None:
+        """The trainer, or None for a module used on its own (restored from a checkpoint, exported from a
+        script), where Lightning's ``trainer`` property raises."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def export_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"model": jsonable(dict(self.hparams))}
         dsa = getattr(self, "dsa", None)
         if dsa is not None and "dsa_strategy" in cfg["model"]:
             cfg["model"]["dsa_strategy"] = dsa.strategy  # what ran ("auto" resolved), so a rerun repeats it
-        if self._trainer is not None and self.trainer.datamodule is not None:
-            cfg["data"] = jsonable(dict(getattr(self.trainer.datamodule, "hparams", {})))
+        trainer = self.attached_trainer
+        if trainer is not None and trainer.datamodule is not None:
+            cfg["data"] = jsonable(dict(getattr(trainer.datamodule, "hparams", {})))
         return cfg
 
     def configure_callbacks(self) -> list[L.Callback]:
@@ -272,7 +282,8 @@ class Distiller(L.LightningModule):
             return self._export_dir
         if self.hparams.export_dir:
             return Path(self.hparams.export_dir)
-        return Path(self.trainer.default_root_dir) if self._trainer is not None else Path(".")
+        trainer = self.attached_trainer
+        return Path(trainer.default_root_dir) if trainer is not None else Path(".")
 
     @rank_zero_only
     def export(self, partial: str = "", iteration: int | None = None) -> Path:
@@ -305,7 +316,8 @@ class Distiller(L.LightningModule):
             "data_identity": self.data_identity,
             EXTRA_DISTILL_SECONDS: self.distill_seconds,
         }
-        if self.images is not None and self._trainer is not None and self.trainer.state.fn == "fit":
+        trainer = self.attached_trainer
+        if self.images is not None and trainer is not None and trainer.state.fn == "fit":
             self.export(partial=self.progress_note())
 
     def on_train_end(self) -> None:

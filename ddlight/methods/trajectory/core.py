@@ -262,7 +262,8 @@ class TrajectoryMatching(Distiller):
         pool = min(int(counts.min()), max(hp.init_pool, 2 * ipc))
         cand = self._normalize(dm, dm.train_images[sample_per_class(table, counts, pool, gen).flatten()])
         experts = self.buffer.completed[: hp.label_experts] if hp.soft_labels else self.buffer.completed[:1]
-        device = self.trainer.strategy.root_device if self._trainer is not None else cand.device
+        trainer = self.attached_trainer
+        device = trainer.strategy.root_device if trainer is not None else cand.device
         logits = expert_logits(  # (E, K * pool, K)
             self.net, self.buffer, self._unflatten, cand, experts, hp.label_expert_epoch, device
         )
