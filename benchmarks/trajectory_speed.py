@@ -19,6 +19,7 @@ import torch
 from bench_data import matmul_peak_gflops
 from torch.utils.flop_counter import FlopCounterMode
 
+from ddlight.data import MNISTDataModule
 from ddlight.methods.trajectory import unroll
 from ddlight.methods.trajectory.buffer import flatten_parameters, parameter_layout, unflatten_parameters
 from ddlight.models import ConvNet
@@ -38,7 +39,7 @@ def setup(ipc: int, syn_steps: int, seed: int = 0):
         "labels": torch.randn(10 * ipc, 10, requires_grad=True),
         "syn_lr": torch.tensor(0.01, requires_grad=True),
     }
-    dsa = DSA(strategy_for("mnist", "auto"))
+    dsa = DSA(strategy_for("auto", MNISTDataModule.flip_invariant))
     gen = torch.Generator().manual_seed(seed)
     batches = unroll.minibatch_schedule(10 * ipc, 10 * ipc, syn_steps, gen)
     plan = unroll.IterationPlan(0, 0, 1, batches, [dsa.sample(len(b), gen, share_op=True) for b in batches])

@@ -35,6 +35,7 @@ from benchmarks.parity.dm import (
     their_update,
 )
 from benchmarks.parity.official import load
+from ddlight.data import MNISTDataModule
 from ddlight.ops.augment import strategy_for
 
 REPO = "DataDistillation/DataDAM"
@@ -138,7 +139,7 @@ def run(official: Path, commit: str, out: Path | None) -> bool:
     networks = load(official, "networks")
     ok = True
     for name, (configs, norm) in CONFIGS.items():
-        strategy = strategy_for("mnist", config_args(name).get("dsa_strategy", "auto"))
+        strategy = strategy_for(config_args(name).get("dsa_strategy", "auto"), MNISTDataModule.flip_invariant)
         state = initial_state(networks, norm, strategy)
         theirs, draws = reference_steps(utils, networks, state, name)
         inputs = {**state, "draws": draws}

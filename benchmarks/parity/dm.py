@@ -23,6 +23,7 @@ from torch import nn
 from benchmarks.parity import fixtures
 from benchmarks.parity.dsa_ops import reference_siamese
 from benchmarks.parity.official import load
+from ddlight.data import MNISTDataModule
 from ddlight.methods.matching import RandomNetworkMatching
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA, FIELD_STRATEGY, strategy_for
@@ -58,7 +59,7 @@ def ddlight_steps(model: RandomNetworkMatching, inputs: dict[str, Any]) -> dict[
     model.images = nn.Parameter(inputs["images"].clone())
     model.labels = torch.arange(k).repeat_interleave(ipc)
     model.num_classes = k
-    model.dsa = DSA(strategy_for("mnist", model.hparams.dsa_strategy))
+    model.dsa = DSA(strategy_for(model.hparams.dsa_strategy, MNISTDataModule.flip_invariant))
     opt = model.configure_optimizers()
     real_labels = torch.arange(k).repeat_interleave(inputs["batch_real"])
     out: dict[str, list[torch.Tensor]] = {"loss": [], "grad": [], "images": []}

@@ -5,11 +5,13 @@ from ddlight.data.cifar import CIFAR10DataModule, CIFAR100DataModule, SVHNDataMo
 from ddlight.data.image_sets import ImageFolderDataModule, TinyImageNetDataModule
 from ddlight.data.mhist import MHISTDataModule
 from ddlight.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from ddlight.data.registry import DATAMODULES, flip_invariant
 from ddlight.data.synthetic import SyntheticSet, SyntheticSetError
 from ddlight.data.synthetic_module import SyntheticDataModule
 from ddlight.data.zca import ZCA, Normalizer
 
 __all__ = [
+    "DATAMODULES",
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "ClassBalancedEpisodes",
@@ -27,4 +29,5 @@ __all__ = [
     "TensorBatchDataset",
     "TinyImageNetDataModule",
     "ZCA",
+    "flip_invariant",
 ]

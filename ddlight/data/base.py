@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -174,6 +174,9 @@ class RealDataModule(L.LightningDataModule):
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
+    # Whether a mirrored image still shows its class: DSA's "auto" strategy flips only where it does
+    # (ops.augment.strategy_for). True for natural images; digit datasets declare False.
+    flip_invariant: ClassVar[bool] = True
     # Side of the (square) images served, when known before loading; modules that only learn it from the
     # files leave it None and shape_args() loads them.
     im_size: int | None = None

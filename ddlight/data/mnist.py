@@ -38,6 +38,7 @@ class MNISTDataModule(RealDataModule):
     """
 
     name = "mnist"
+    flip_invariant = False  # a mirrored digit is another digit or none
     # torchvision's reader class (torchvision.datasets.<reader>), also its folder under data_dir.
     reader = "MNIST"
     num_classes = 10
@@ -135,10 +136,11 @@ class FashionMNISTDataModule(MNISTDataModule):
     """Fashion-MNIST (Zalando): torchvision's ``FashionMNIST`` reader over ``data_dir/FashionMNIST/raw``
     (the same four IDX file names as MNIST), 60k/10k official split, mean 0.2861 / std 0.3530 as DC/MTT
     normalise it. ``source`` must stay ``torchvision`` (no offline bundle exists). DSA keeps flip under
-    ``dsa_strategy: auto`` (clothes are not digits; see ``ops.augment.strategy_for``).
+    ``dsa_strategy: auto`` (``flip_invariant``: clothes are not digits).
     """
 
     name = "fashionmnist"
+    flip_invariant = True  # a mirrored shirt or sandal is still one
     reader = "FashionMNIST"
     mean = (0.2861,)
     std = (0.3530,)

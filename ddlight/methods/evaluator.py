@@ -55,6 +55,7 @@ from ddlight.artifacts import (
     TAG_EVAL_STD,
 )
 from ddlight.data.base import dataset_name
+from ddlight.data.registry import flip_invariant
 from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
 from ddlight.methods.scoring import DEFAULT_LR_GRID, Baselines, RealSplits, add_scores, search_lr
 from ddlight.models.checks import check_num_classes
@@ -185,7 +186,7 @@ class SyntheticEvaluator(L.LightningModule):
         # a searched rate comes from setup(), which has the validation split; unsearched, resolve_lr refuses
         if hp.lr != SEARCH or self._lr_search is None:
             self.base_lr = resolve_lr(hp.lr, extra, source or "no synthetic set given")
-        self.dsa_op = DSA(strategy_for(dataset_name, hp.dsa_strategy)) if hp.dsa else None
+        self.dsa_op = DSA(strategy_for(hp.dsa_strategy, flip_invariant(dataset_name))) if hp.dsa else None
         self._dsa_gen = torch.Generator().manual_seed(mix_seed(hp.seed, 4))
 
     def make_optimizer(self) -> torch.optim.Optimizer:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 ALLOWED_OPS: tuple[str, ...] = ("color", "crop", "cutout", "flip", "scale", "rotate")
 # The field's DSA strategy (DC/DSA/DM/MTT/DataDAM code), and the default of every stage: "auto" = that
-# strategy, without flip on digit datasets (see strategy_for).
+# strategy, without flip where the data module says mirroring changes the class (see strategy_for).
 FIELD_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 AUTO = "auto"
 DEFAULT_STRATEGY = AUTO
@@ -55,23 +55,20 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
     return ops
 
 
-def strategy_for(dataset_name: str, strategy: str) -> str:
-    """The DSA strategy a stage applies on ``dataset_name``.
+def strategy_for(strategy: str, flip_invariant: bool = True) -> str:
+    """The DSA strategy a stage applies on a dataset whose data module declares ``flip_invariant``.
 
-    ``"auto"`` (every stage's default) is the field's strategy without 'flip' for MNIST-like digits: a
-    mirrored digit is a different digit (2/5 look alike mirrored, a mirrored 3 or 7 is no digit at all), so
-    flipping would teach the synthetic set label noise instead of an invariance. Matched by 'mnist' in the
-    name (MNIST, EMNIST, KMNIST), except Fashion-MNIST: a mirrored shirt or sandal is still one (its
-    classes are left-right symmetric or appear in both orientations), and the DC/DM reference code flips
-    it, so it keeps flip. SVHN keeps it too, as every reference flips it. Any other strategy is
-    applied exactly as written: the reference code (DC/DM/DataDAM) flips every dataset, MNIST included, and
-    ``color_crop_cutout_flip_scale_rotate`` reproduces that protocol. The applied strategy, not "auto", is
-    what exported sets and results record.
+    ``"auto"`` (every stage's default) is the field's strategy, without 'flip' where a mirrored image is
+    not an image of its class: a data module says so (``RealDataModule.flip_invariant``; MNIST's digits
+    say no, since a mirrored 2 or 5 looks like the other and a mirrored 3 or 7 is no digit, so flipping
+    would teach label noise; Fashion-MNIST's clothes, SVHN and natural images say yes). Any other strategy
+    is applied exactly as written: the reference code (DC/DM/DataDAM) flips every dataset, MNIST included,
+    and ``color_crop_cutout_flip_scale_rotate`` reproduces that protocol. The applied strategy, not
+    "auto", is what exported sets and results record.
     """
     if strategy.strip().lower() == AUTO:
         ops = parse_strategy(FIELD_STRATEGY)
-        name = dataset_name.lower()
-        if "mnist" in name and "fashion" not in name:
+        if not flip_invariant:
             ops = tuple(op for op in ops if op != "flip")
     else:
         ops = parse_strategy(strategy)

@@ -311,15 +311,12 @@ def test_group_none_requires_one_group_per_sample() -> None:
         dsa.apply(torch.randn(4, 3, 8, 8), dsa.sample(3, gen()), torch.zeros(3, dtype=torch.long))
 
 
-def test_strategy_for_auto_strips_flip_only_for_digit_mnists_and_explicit_is_kept() -> None:
+def test_strategy_for_auto_strips_flip_only_where_mirroring_changes_the_class() -> None:
     full = "color_crop_cutout_flip_scale_rotate"
-    assert strategy_for("MNIST", "auto") == "color_crop_cutout_scale_rotate"
-    assert strategy_for("fashion_mnist", "auto") == full  # clothes keep flip (see strategy_for)
-    assert strategy_for("fashionmnist", "auto") == full
-    assert strategy_for("kmnist", "auto") == "color_crop_cutout_scale_rotate"
-    assert strategy_for("CIFAR10", "auto") == full
-    assert strategy_for("SVHN", "auto") == full
+    assert strategy_for("auto", flip_invariant=False) == "color_crop_cutout_scale_rotate"
+    assert strategy_for("auto", flip_invariant=True) == full
+    assert strategy_for(" AUTO ") == full  # natural images by default
     # an explicit strategy is the user's protocol (the reference code flips MNIST too): applied as written
-    assert strategy_for("MNIST", full) == full
-    assert strategy_for("FashionMNIST", "flip") == "flip"
-    assert strategy_for("mhist", "none") == "none"
+    assert strategy_for(full, flip_invariant=False) == full
+    assert strategy_for("flip", flip_invariant=False) == "flip"
+    assert strategy_for("none") == "none"

@@ -119,7 +119,7 @@ class DC(Distiller):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         check_num_classes(self.net, self.trainer.datamodule, type(self).__name__)
-        self.dsa = DSA(strategy_for(self.dataset_name, self.hparams.dsa_strategy))
+        self.dsa = DSA(strategy_for(self.hparams.dsa_strategy, self.trainer.datamodule.flip_invariant))
 
     # ------------------------------------------------------------------------------------- gradients
     def _split_params(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

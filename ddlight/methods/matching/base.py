@@ -55,7 +55,7 @@ class RandomNetworkMatching(Distiller):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         check_num_classes(self.net, self.trainer.datamodule, type(self).__name__)
-        self.dsa = DSA(strategy_for(self.dataset_name, self.hparams.dsa_strategy))
+        self.dsa = DSA(strategy_for(self.hparams.dsa_strategy, self.trainer.datamodule.flip_invariant))
 
     # ---------------------------------------------------------------------------------------- pieces
     def _fresh_network(self) -> None:

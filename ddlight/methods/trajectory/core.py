@@ -227,7 +227,7 @@ class TrajectoryMatching(Distiller):
         check_num_classes(self.net, dm, type(self).__name__)
         self.buffer = self.open_buffer()
         super().setup(stage)  # draws the initial images (and with them the soft labels) if not restored
-        self.dsa = DSA(strategy_for(self.dataset_name, self.settings.dsa_strategy))
+        self.dsa = DSA(strategy_for(self.settings.dsa_strategy, self.trainer.datamodule.flip_invariant))
         if self.settings.soft_labels and self.label_logits is None:
             self.label_logits = nn.Parameter(self._pending_logits.float())
         self._pending_logits = None

@@ -173,7 +173,7 @@ class Experts(L.LightningModule):
         hp, dm = self.hparams, self.trainer.datamodule
         dm.setup("fit")
         self.dataset_name = dataset_name(dm)
-        self.dsa = DSA(strategy_for(self.dataset_name, hp.dsa_strategy)) if hp.dsa else None
+        self.dsa = DSA(strategy_for(hp.dsa_strategy, dm.flip_invariant)) if hp.dsa else None
         self.train_digest = tensor_digest(dm.train_images, dm.train_labels)
         self.manifest = open_manifest(
             self.buffer_dir, self._manifest_identity(), hp.num_experts, hp.scheduler
