@@ -229,7 +229,7 @@ def stage_error(inner: BaseException, config: Namespace) -> ConfigError | None:
     # Stages phrase their checks as "<arg> must be ...", sometimes "<Class>.<arg> must be ...".
     first, _, rest = text.partition(" ")
     arg = first.removeprefix(f"{cls.__name__}.").rstrip(":,")
-    if rest and arg in inspect.signature(cls).parameters:
+    if rest and arg in init_arg_names(cls):
         return ConfigError(f"{key}.init_args.{arg}: {rest}")
     return ConfigError(f"{key} ({cls.__name__}): {text}")
 
@@ -315,8 +315,24 @@ def one_line(message: str, parser: Any) -> str:
 def init_params(class_path: str) -> list[str]:
     """The names a class's ``__init__`` accepts (what ``init_args`` may hold)."""
     module, _, name = class_path.rpartition(".")
-    params = inspect.signature(getattr(importlib.import_module(module), name)).parameters.values()
-    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return init_arg_names(getattr(importlib.import_module(module), name))
+
+
+def init_arg_names(cls: type) -> list[str]:
+    """The named arguments of ``cls`` and of the bases its ``**kwargs`` reach (a method lists only its own
+    and hands the shared ones to :class:`~ddlight.methods.distiller.Distiller`), subclass first."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]  # without self
+        names += [
+            p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names
+        ]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def did_you_mean(name: str, options: Sequence[str]) -> str:

@@ -50,6 +50,22 @@ class Distiller(L.LightningModule):
     The set's shape depends on the data module (classes, channels, image size), so it is created in
     ``setup``; ``on_load_checkpoint`` creates it from the checkpoint when a module is restored outside a
     trainer.
+
+    The arguments every method shares live here with their defaults, so a method lists only its own and
+    hands the rest on as ``**kwargs``; ``save_hyperparameters`` here collects every level's arguments (the
+    subclasses' frames are still on the stack), so subclasses do not call it.
+
+    Args:
+        ipc: images per class.
+        init: ``real`` (random real images), ``noise`` (Gaussian) or ``kcenter`` (greedy k-center in a
+            random network's embedding).
+        seed: seeds the initial set and every random network and draw.
+        grid_every: log the image grid to TensorBoard every this many steps (0: only at the end).
+        export_dir: where ``synthetic.pt``/``grid.png`` go (default: the logger's version folder, also
+            reachable as ``logs/<name>/latest``).
+        checkpoint_every: steps between ``<export dir>/checkpoints/last.ckpt`` saves (0: none; also none
+            when the trainer's ``enable_checkpointing`` is false).
+        check_every: steps between reads of the divergence flags (see :mod:`ddlight.methods.run_guard`).
     """
 
     OUTPUT_ARG = "export_dir"  # where the set is written (ddlight.artifacts.OUTPUT_ARG_ATTR)
@@ -62,11 +78,11 @@ class Distiller(L.LightningModule):
 
     def __init__(
         self,
-        ipc: int,
-        init: Init,
-        seed: int,
-        grid_every: int,
-        export_dir: str | None,
+        ipc: int = 10,
+        init: Init = "real",
+        seed: int = 0,
+        grid_every: int = 100,
+        export_dir: str | None = None,
         checkpoint_every: int = 50,
         check_every: int = 10,
     ) -> None:
@@ -79,6 +95,7 @@ class Distiller(L.LightningModule):
             raise ValueError(
                 f"need checkpoint_every >= 0 and check_every >= 1, got {checkpoint_every}, {check_every}"
             )
+        self.save_hyperparameters()
         self.automatic_optimization = False
         self.images: nn.Parameter | None = None
         self.register_buffer("labels", torch.empty(0, dtype=torch.long))

@@ -61,8 +61,7 @@ class DC(Distiller):
     Args:
         net: the network family (``ConvNet`` by ``class_path``; no batch norm), re-drawn from a seeded
             default initialisation every ``outer_loop`` steps and trained between image updates.
-        ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every: as for every distiller.
-            ``init`` defaults to ``noise`` as released (``real`` works as well).
+        init: ``noise`` by default, as released (``real`` works as well).
         lr_img, momentum: SGD on the images (0.1, 0.5 released).
         lr_net, momentum_net: SGD of the inner loop on the synthetic set (0.01 and no momentum released:
             the reference's ``optimizer_net = SGD(net.parameters(), lr=args.lr_net)``).
@@ -70,6 +69,8 @@ class DC(Distiller):
         outer_loop, inner_loop: image updates per network, and inner epochs after each update but the
             last; ``None`` takes the released ``get_loops(ipc)``. ``inner_loop=0`` never trains the network.
         dsa_strategy: ``none`` = DC; any strategy (``auto``: the field's without flip on digits) = DSA.
+        **kwargs: :class:`~ddlight.methods.distiller.Distiller`'s (ipc, seed, grid_every, export_dir,
+            checkpoint_every, check_every).
     """
 
     method_name = "dc"
@@ -78,7 +79,6 @@ class DC(Distiller):
     def __init__(
         self,
         net: nn.Module,
-        ipc: int = 10,
         init: Init = "noise",
         lr_img: float = 0.1,
         momentum: float = 0.5,
@@ -89,14 +89,14 @@ class DC(Distiller):
         outer_loop: int | None = None,
         inner_loop: int | None = None,
         dsa_strategy: str = "none",
-        seed: int = 0,
-        grid_every: int = 100,
-        export_dir: str | None = None,
-        checkpoint_every: int = 50,
-        check_every: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
-        released = get_loops(ipc) if outer_loop is None or inner_loop is None else (outer_loop, inner_loop)
+        super().__init__(init=init, **kwargs)
+        released = (
+            get_loops(self.hparams.ipc)
+            if outer_loop is None or inner_loop is None
+            else (outer_loop, inner_loop)
+        )
         self.outer_loop = released[0] if outer_loop is None else outer_loop
         self.inner_loop = released[1] if inner_loop is None else inner_loop
         if self.outer_loop < 1 or self.inner_loop < 0 or batch_train < 1:
@@ -106,7 +106,6 @@ class DC(Distiller):
             )
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
             raise ValueError("DC/DSA here supports networks without batch norm (e.g. ConvNet's instancenorm)")
-        self.save_hyperparameters()
         if dsa_strategy.strip().lower() not in ("none", ""):  # DC with augmentation is DSA, class or not
             self.method_name, self.display_name = "dsa", "DSA"  # type: ignore[misc]
         refuse_compiled_graphs(net, type(self).__name__)

@@ -25,7 +25,7 @@ class DSA(DC):
     """DC with the Siamese augmentation on (released strategy by default).
 
     Args:
-        net, ipc: as :class:`DC`.
+        net: as :class:`DC`.
         init: ``real`` (the released DSA command's ``--init real``; DC's code default is noise).
         dsa_strategy: the released ``color_crop_cutout_flip_scale_rotate`` (flips digits, as released);
             ``auto`` drops flip on digits; ``none`` is refused (that is DC).
@@ -38,7 +38,6 @@ class DSA(DC):
     def __init__(
         self,
         net: nn.Module,
-        ipc: int = 10,
         init: Init = "real",
         dsa_strategy: str = FIELD_STRATEGY,
         **kwargs: Any,
@@ -48,4 +47,4 @@ class DSA(DC):
                 f"DSA needs an augmentation strategy, got dsa_strategy={dsa_strategy!r}: without one it is "
                 "DC (class_path: ddlight.methods.DC)"
             )
-        super().__init__(net, ipc, init, dsa_strategy=dsa_strategy, **kwargs)
+        super().__init__(net, init=init, dsa_strategy=dsa_strategy, **kwargs)

@@ -9,18 +9,21 @@ serves them when ``data.init_args.episode_per_class`` = ``batch_real``, which th
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ddlight.methods.distiller import Distiller, Init
+from ddlight.methods.distiller import Distiller
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, DSAParams, strategy_for
 
 
 class RandomNetworkMatching(Distiller):
-    """Base of the matching distillers; subclasses implement :meth:`losses` and call
-    ``self.save_hyperparameters()`` after ``super().__init__`` (their own arguments are the hparams).
+    """Base of the matching distillers; subclasses implement :meth:`losses` and list only their own
+    arguments (the shared ones are :class:`~ddlight.methods.distiller.Distiller`'s, passed on as
+    ``**kwargs``).
 
     ``needs`` names the network method the subclass calls (``forward_blocks``, ``embed``): a network
     without it is refused at construction rather than at the first step.
@@ -28,19 +31,8 @@ class RandomNetworkMatching(Distiller):
 
     needs = "embed"
 
-    def __init__(
-        self,
-        net: nn.Module,
-        ipc: int,
-        init: Init,
-        seed: int,
-        grid_every: int,
-        export_dir: str | None,
-        checkpoint_every: int,
-        check_every: int,
-        steps_per_network: int,
-    ) -> None:
-        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
+    def __init__(self, net: nn.Module, steps_per_network: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if not hasattr(net, self.needs):
             raise TypeError(
                 f"{type(self).__name__} needs a network with {self.needs}() (e.g. ddlight.models.ConvNet), "

@@ -19,10 +19,11 @@ network norm                  instance norm          batch norm (their ``get_net
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ddlight.methods.distiller import Init
 from ddlight.methods.matching.base import RandomNetworkMatching
 from ddlight.ops.attention import class_means, mean_matching_loss, spatial_attention
 from ddlight.ops.augment import DEFAULT_STRATEGY
@@ -35,24 +36,17 @@ class DataDAM(RandomNetworkMatching):
     Args:
         net: the network family to match in (``ConvNet`` by ``class_path``); re-drawn from a seeded
             default initialisation every ``steps_per_network`` steps and never trained.
-        ipc: images per class.
-        init: ``real`` (random real images), ``noise`` (Gaussian) or ``kcenter`` (greedy k-center in a random
-            network's embedding).
         lr_img: SGD learning rate of the images (the study's eta_S); momentum ``momentum`` (0.5 as released).
         batch_real: real images per class per step (the data module serves them as episodes).
         steps_per_network: image updates per random network (the study's T; K = max_steps / T networks).
         power: attention exponent p. sam_weight, embed_weight: weights of the attention and embedding terms.
         dsa_strategy: DSA ops; ``auto`` (default) drops flip for digit datasets, an explicit strategy is
             applied as written (:func:`~ddlight.ops.augment.strategy_for`).
-        grid_every: log the image grid to TensorBoard every this many steps (0: only at the end).
-        export_dir: where ``synthetic.pt``/``grid.png`` go (default: the logger's version folder, also
-            reachable as ``logs/<name>/latest``).
-        checkpoint_every: steps between ``<export dir>/checkpoints/last.ckpt`` saves (0: none; also none when
-            the trainer's ``enable_checkpointing`` is false). check_every: steps between reads of the
-            divergence flags (see :mod:`ddlight.methods.run_guard`).
         syn_chunk: > 0 runs the synthetic side in chunks of this many images whose graphs are rebuilt one
             at a time in the backward pass (:mod:`ddlight.ops.chunked`): the same gradient for one extra
             forward, and one chunk's activations in memory instead of the whole set's (large images).
+        **kwargs: :class:`~ddlight.methods.distiller.Distiller`'s (ipc, init, seed, grid_every, export_dir,
+            checkpoint_every, check_every).
     """
 
     method_name = "datadam"
@@ -62,8 +56,6 @@ class DataDAM(RandomNetworkMatching):
     def __init__(
         self,
         net: nn.Module,
-        ipc: int = 10,
-        init: Init = "real",
         lr_img: float = 0.1,
         momentum: float = 0.5,
         batch_real: int = 256,
@@ -72,19 +64,12 @@ class DataDAM(RandomNetworkMatching):
         sam_weight: float = 1.0,
         embed_weight: float = 0.01,
         dsa_strategy: str = DEFAULT_STRATEGY,
-        seed: int = 0,
-        grid_every: int = 100,
-        export_dir: str | None = None,
-        checkpoint_every: int = 50,
-        check_every: int = 10,
         syn_chunk: int = 0,
+        **kwargs: Any,
     ) -> None:
         if syn_chunk < 0:
             raise ValueError(f"syn_chunk must be >= 0 (0: the whole set at once), got {syn_chunk}")
-        super().__init__(
-            net, ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every, steps_per_network
-        )
-        self.save_hyperparameters()
+        super().__init__(net, steps_per_network, **kwargs)
 
     # ------------------------------------------------------------------------------------------ loss
     def real_targets(self, real: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:

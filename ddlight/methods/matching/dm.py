@@ -19,10 +19,11 @@ squared L2 distance of the mean embeddings, as here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ddlight.methods.distiller import Init
 from ddlight.methods.matching.base import RandomNetworkMatching
 from ddlight.ops.attention import class_means, mean_matching_loss
 from ddlight.ops.augment import DEFAULT_STRATEGY
@@ -34,8 +35,9 @@ class DM(RandomNetworkMatching):
     Args:
         net: the network family (``ConvNet`` by ``class_path``; needs ``embed``), re-drawn from a seeded
             default initialisation every ``steps_per_network`` steps (1, as released) and never trained.
-        ipc, init, lr_img, momentum, batch_real, dsa_strategy, seed, grid_every, export_dir,
-            checkpoint_every, check_every: as for :class:`~ddlight.methods.matching.DataDAM`.
+        lr_img, momentum, batch_real, dsa_strategy: as for :class:`~ddlight.methods.matching.DataDAM`.
+        **kwargs: :class:`~ddlight.methods.distiller.Distiller`'s (ipc, init, seed, grid_every, export_dir,
+            checkpoint_every, check_every).
     """
 
     method_name = "dm"
@@ -45,23 +47,14 @@ class DM(RandomNetworkMatching):
     def __init__(
         self,
         net: nn.Module,
-        ipc: int = 10,
-        init: Init = "real",
         lr_img: float = 1.0,
         momentum: float = 0.5,
         batch_real: int = 256,
         steps_per_network: int = 1,
         dsa_strategy: str = DEFAULT_STRATEGY,
-        seed: int = 0,
-        grid_every: int = 100,
-        export_dir: str | None = None,
-        checkpoint_every: int = 50,
-        check_every: int = 10,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            net, ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every, steps_per_network
-        )
-        self.save_hyperparameters()
+        super().__init__(net, steps_per_network, **kwargs)
 
     def losses(self, real: torch.Tensor, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """``sum_c || mean embed(real_c) - mean embed(syn_c) ||^2``; the real side needs no graph."""

@@ -196,7 +196,6 @@ class TrajectoryMatching(Distiller):
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
         check_settings(given, type(self).__name__)
-        self.save_hyperparameters()
         # MTT/DATM fix some arguments and leave them out of their signatures (so out of hparams, what a
         # checkpoint re-instantiates from); ``settings`` is every argument the method runs with.
         self.settings = SimpleNamespace(**{k: v for k, v in given.items() if k != "net"})
