@@ -11,6 +11,7 @@ part, named as in :data:`LR_ARGS`), the step's losses (``distill_losses``) and, 
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -32,6 +33,7 @@ from ddlight.data.base import dataset_name
 from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.run_guard import RunGuard
 from ddlight.models.init import mix_seed, reinitialize
+from ddlight.ops.augment import DSA
 from ddlight.utils.classwise import class_index, sample_per_class
 from ddlight.utils.io import point_link
 from ddlight.utils.jsonable import jsonable
@@ -44,7 +46,7 @@ INITS: tuple[str, ...] = get_args(Init)
 LR_ARGS = {"images": "lr_img", "labels": "lr_label", "syn_lr": "lr_lr"}
 
 
-class Distiller(L.LightningModule):
+class Distiller(L.LightningModule, ABC):
     """Holds ``images`` (an ``nn.Parameter``, class-major: class 0's ``ipc`` images first) and hard labels.
 
     The set's shape depends on the data module (classes, channels, image size), so it is created in
@@ -75,6 +77,11 @@ class Distiller(L.LightningModule):
     method_name: ClassVar[str] = "distiller"
     display_name: ClassVar[str] = "Distiller"
     needs_experts: ClassVar[bool] = False
+    # What every method provides: the network it matches in (a template; the base copies it for
+    # evaluations), its DSA (None: no augmentation) and, besides the shared arguments below, the hparams
+    # ``lr_img`` and ``momentum`` that the default optimizer reads.
+    net: nn.Module
+    dsa: DSA | None = None
 
     def __init__(
         self,
@@ -384,9 +391,9 @@ class Distiller(L.LightningModule):
         return torch.optim.SGD([self.images_group(self.hparams.lr_img, self.hparams.momentum)])
 
     # ------------------------------------------------------------------------------- the step template
+    @abstractmethod
     def distill_losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """This step's objective under ``"loss"``, plus any parts worth logging (as ``distill/<name>``)."""
-        raise NotImplementedError
 
     def apply_update(self, opt: Any, losses: dict[str, torch.Tensor]) -> None:
         """The update after backward; a method may refuse or undo it (PAD's loss threshold)."""

@@ -1,6 +1,10 @@
 """The methods' facts live on their classes: the report reads them from there."""
 
+import pytest
+
 from ddlight.methods import DC, DISTILLERS, DSA
+from ddlight.methods.distiller import Distiller
+from ddlight.methods.matching.base import RandomNetworkMatching
 from ddlight.methods.trajectory.core import TrajectoryMatching
 from ddlight.models import ConvNet
 from ddlight.report.study import needs_experts
@@ -33,3 +37,13 @@ def test_dc_with_an_augmentation_strategy_is_dsa() -> None:
     assert (dc.method_name, dc.display_name) == ("dsa", "DSA")
     assert (DC.method_name, DSA.method_name) == ("dc", "dsa")
     assert DC(net, ipc=1).method_name == "dc"
+
+
+def test_a_method_without_its_loss_is_refused_at_construction() -> None:
+    class NoLoss(RandomNetworkMatching):
+        pass
+
+    with pytest.raises(TypeError, match="abstract method distill_losses"):
+        Distiller()
+    with pytest.raises(TypeError, match="abstract method losses"):
+        NoLoss(ConvNet(width=8, depth=1))

@@ -9,6 +9,7 @@ serves them when ``data.init_args.episode_per_class`` = ``batch_real``, which th
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import torch
@@ -67,9 +68,9 @@ class RandomNetworkMatching(Distiller):
         )
         return self.dsa.sample(self.num_classes, generator=gen, device=self.device)
 
+    @abstractmethod
     def losses(self, real: torch.Tensor, real_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{"loss": total, <term>: ...}`` of one step; ``loss`` is what the images descend."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------ step
     def distill_losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
