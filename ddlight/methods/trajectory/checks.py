@@ -3,8 +3,11 @@ read (a wrong window or step count would otherwise fail minutes into a run)."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
 
+from torch import nn
+
+from ddlight.methods.trajectory.window import check_window
 from ddlight.models.checks import refuse_compiled_graphs
 
 
@@ -44,23 +47,12 @@ def check_budget(checkpoint_segments: int, memory_budget_mb: float | None) -> No
         )
 
 
-def check_window(min_start_epoch: int, current_max_start_epoch: int | None, max_start_epoch: int) -> None:
-    """Start epochs are drawn from ``[min, bound)`` with the bound growing from current to max."""
-    current = max_start_epoch if current_max_start_epoch is None else current_max_start_epoch
-    if not 0 <= min_start_epoch < current <= max_start_epoch:
-        raise ValueError(
-            "need 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch (start epochs are "
-            f"drawn from [min, bound)); got {min_start_epoch}, {current_max_start_epoch}, "
-            f"{max_start_epoch}"
-        )
-
-
-def check_settings(s: dict[str, Any], where: str) -> None:
-    """Every argument check of :class:`~ddlight.methods.trajectory.core.TrajectoryMatching`'s settings;
-    ``where`` names the method in messages."""
-    refuse_compiled_graphs(s["net"], where)  # the unrolled student SGD is differentiated again
+def check_settings(net: nn.Module, s: SimpleNamespace, where: str) -> None:
+    """Every argument check of :class:`~ddlight.methods.trajectory.core.TrajectoryMatching`'s ``settings``
+    (every argument it runs with, MTT's and DATM's fixed ones included); ``where`` names the method."""
+    refuse_compiled_graphs(net, where)  # the unrolled student SGD is differentiated again
     check_args(
-        s["init"], s["syn_steps"], s["expert_epochs"], s["batch_syn"], s["label_experts"],
-        s["checkpoint_segments"], s["memory_budget_mb"],
+        s.init, s.syn_steps, s.expert_epochs, s.batch_syn, s.label_experts, s.checkpoint_segments,
+        s.memory_budget_mb,
     )  # fmt: skip
-    check_window(s["min_start_epoch"], s["current_max_start_epoch"], s["max_start_epoch"])
+    check_window(s.min_start_epoch, s.current_max_start_epoch, s.max_start_epoch)

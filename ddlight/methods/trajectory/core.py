@@ -193,12 +193,14 @@ class TrajectoryMatching(Distiller):
         checkpoint_every: int = 50,
         check_every: int = 10,
     ) -> None:
-        given = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
-        check_settings(given, type(self).__name__)
         # MTT/DATM fix some arguments and leave them out of their signatures (so out of hparams, what a
         # checkpoint re-instantiates from); ``settings`` is every argument the method runs with.
-        self.settings = SimpleNamespace(**{k: v for k, v in given.items() if k != "net"})
+        settings = SimpleNamespace(
+            **{k: v for k, v in locals().items() if k not in ("self", "__class__", "net")}
+        )
+        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
+        check_settings(net, settings, type(self).__name__)
+        self.settings = settings
         self.depth_ratio = default_depth_ratio(ipc) if depth_ratio is None else float(depth_ratio)
         fiem_mask([1], self.depth_ratio)  # validate now, not after the buffer has been read
         loss_ratio_mask(torch.zeros(1), torch.zeros(1), loss_ratio)
