@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from ddlight.data.base import batch_loader
 from ddlight.data.subsets import random_subset, validation_split
 from ddlight.data.zca import tensor_sha256
-from ddlight.ops.scores import FORMULAS, augmentation_robust, label_robust
+from ddlight.ops.scores import FORMULAS, SCORES, augmentation_robust, label_robust
 from ddlight.utils.io import atomic_json_dump, atomic_torch_save
 
 # DD-Ranking's grid (``_hyper_param_search_for_*_label``); one network per rate, as there.
@@ -210,9 +210,9 @@ def add_scores(evaluator: Any, dm: Any) -> None:
         atomic_json_dump(evaluator.results, Path(evaluator.hparams.results_path), sort_keys=False)
     s, runs = extra["scores"], extra["baselines"]
     rank_zero_info(
-        f"[ddlight] scores: HLR {s['HLR']:.4f} IOR {s['IOR']:.4f} LRS {s['LRS']:.4f} ARS {s['ARS']:.4f} "
+        f"[ddlight] scores: {' '.join(f'{k} {s[k]:.4f}' for k in SCORES)} "
         f"(random subset {100 * runs['random']['mean']:.2f} %, full data {100 * runs['full']['mean']:.2f} %)"
     )
     if evaluator.logger is not None:
-        metrics = {f"eval/{k}": s[k] for k in ("HLR", "IOR", "LRS", "ARS")}
+        metrics = {f"eval/{k}": s[k] for k in SCORES}
         evaluator.logger.log_metrics(metrics, evaluator.global_step)

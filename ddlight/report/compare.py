@@ -27,11 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddlight.ops.scores import RANKABLE
+
 COMPARE = "compare"
 HARD = "hard"  # the protocol's name: the set's labels hardened
 FLAG_ROLES = {COMPARE, f"{COMPARE}_eval"}
 OTHER_KEYS = {f"{COMPARE}_ipcs", f"{COMPARE}_methods"}
-RANKABLE = ("LRS", "ARS")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@ seconds per iteration and peak memory, and the method's published number beside 
 
 from __future__ import annotations
 
+from ddlight.ops.scores import SCORES
 from ddlight.report.compare import HARD
 from ddlight.report.study import STUDY, DatasetResults
 from ddlight.report.tables import DASH, Ledger, eval_cell, eval_protocol, md_table, method_title, study_pct
 
-SCORE_COLUMNS = ("random", "full", "HLR", "IOR", "LRS", "ARS")
-SCORE_HEADER = ["random subset (%)", "full data (%)", "HLR", "IOR", "LRS", "ARS"]
+SCORE_COLUMNS = ("random", "full", *SCORES)
+SCORE_HEADER = ["random subset (%)", "full data (%)", *SCORES]
 SCORES_NOTE = (
     " Scores (DD-Ranking's, on fractions): the set against a random real subset of the same IPC and the full "
     "training set under the same recipe; HLR = full - set (hard labels), IOR = set - random, LRS = "

@@ -37,6 +37,7 @@ from ddlight.artifacts import (
     TAG_TEST_ACC,
     TAG_TRAIN_SECONDS,
 )
+from ddlight.ops.scores import SCORES
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,7 @@ class EvalOut:
 
 
 SCORE_KEYS = {
-    "HLR": "scores.HLR",
-    "IOR": "scores.IOR",
-    "LRS": "scores.LRS",
-    "ARS": "scores.ARS",
+    **{k: f"scores.{k}" for k in SCORES},
     "random": "baselines.random.mean",
     "full": "baselines.full.mean",
 }
