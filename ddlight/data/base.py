@@ -194,6 +194,9 @@ class RealDataModule(L.LightningDataModule):
         super().__init__()
         if zca_reg <= 0:
             raise ValueError(f"zca_reg must be > 0 (added to the covariance's eigenvalues), got {zca_reg}")
+        # Every level's arguments (the subclasses' frames are still on the stack), so a subclass lists only
+        # its own and passes these on as **kwargs.
+        self.save_hyperparameters()
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction

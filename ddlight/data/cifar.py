@@ -43,7 +43,6 @@ class TorchvisionDataModule(RealDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters()
         self.data_dir = data_dir
         self.download = download
 

@@ -46,7 +46,6 @@ class TinyImageNetDataModule(RealDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters()
         self.data_dir = data_dir
         self._wnids: list[str] | None = None
 
@@ -98,7 +97,6 @@ class ImageFolderDataModule(RealDataModule):
             raise ValueError(
                 f"ImageFolderDataModule needs channels 1 or 3 and im_size >= 1, got {channels}, {im_size}"
             )
-        self.save_hyperparameters()
         self.root = Path(root)
         self.im_size, self.channels = im_size, channels
         self.name = (name or self.root.resolve().name).lower()

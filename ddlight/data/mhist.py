@@ -18,6 +18,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,12 +153,8 @@ class MHISTDataModule(RealDataModule):
         min_agreement: keep only images where at least this many of the 7 pathologists agree with the
             majority label, a common way to study label noise; 0 keeps all. Values 1..4 keep everything
             too, since a majority of 7 is always at least 4.
-        val_fraction: share of the training set held out (stratified, seeded) for validation; 0 means
-            validation runs on the test set, as distillation papers report.
-        episode_per_class: if > 0, ``train_dataloader`` serves endless class-balanced episodes of this
-            many images per class (what distillers consume) instead of shuffled minibatches.
-        zca, zca_reg: ZCA-whiten every real image (fitted on the normalised training set, kornia's
-            ``eps`` = ``zca_reg``); the field whitens only CIFAR, but any dataset accepts it.
+        **kwargs: :class:`~ddlight.data.base.RealDataModule`'s (val_fraction, seed, episode_per_class, zca,
+            zca_reg), as documented for :class:`~ddlight.data.mnist.MNISTDataModule`.
     """
 
     name = "mhist"
@@ -174,20 +171,15 @@ class MHISTDataModule(RealDataModule):
         min_agreement: int = 0,
         batch_size: int = 128,
         eval_batch_size: int = 256,
-        val_fraction: float = 0.0,
-        seed: int = 0,
-        episode_per_class: int = 0,
-        zca: bool = False,
-        zca_reg: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class, zca, zca_reg)
+        super().__init__(batch_size, eval_batch_size, **kwargs)
         if image_size < 1:
             raise ValueError(f"MHISTDataModule.image_size must be a positive integer, got {image_size}")
         if not 0 <= min_agreement <= NUM_ANNOTATORS:
             raise ValueError(
                 f"MHISTDataModule.min_agreement must be in 0..{NUM_ANNOTATORS}, got {min_agreement}"
             )
-        self.save_hyperparameters()
         self.data_dir = data_dir
         # Not ``self.image_size``: the base class exposes that as the (H, W) of the loaded tensors.
         self.target_size = image_size

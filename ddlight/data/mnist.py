@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -29,6 +29,8 @@ class MNISTDataModule(RealDataModule):
             real digits, split into train/test by a seeded stratified draw so the quick start runs offline).
         download: let torchvision download the files when missing (needs internet).
         bundled_test_fraction: share of the bundled digits held out as the test set.
+        **kwargs: :class:`~ddlight.data.base.RealDataModule`'s, passed on: batch_size (256), eval_batch_size
+            (1024), seed (0), and
         val_fraction: share of the training set held out (stratified, seeded) for validation; 0 means
             validation runs on the test set, as distillation papers report.
         episode_per_class: if > 0, ``train_dataloader`` serves endless class-balanced episodes of this
@@ -54,19 +56,12 @@ class MNISTDataModule(RealDataModule):
         source: Literal["torchvision", "bundled"] = "torchvision",
         download: bool = False,
         bundled_test_fraction: float = 0.2,
-        batch_size: int = 256,
-        eval_batch_size: int = 1024,
-        val_fraction: float = 0.0,
-        seed: int = 0,
-        episode_per_class: int = 0,
-        zca: bool = False,
-        zca_reg: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, val_fraction, seed, episode_per_class, zca, zca_reg)
+        super().__init__(**kwargs)
         sources = ("torchvision", "bundled") if self.reader == "MNIST" else ("torchvision",)
         if source not in sources:
             raise ValueError(f"{type(self).__name__}.source must be one of {sources}, got {source!r}")
-        self.save_hyperparameters()
         self.data_dir = data_dir
         self.source = source
         self.download = download
