@@ -29,7 +29,7 @@ from ddlight.artifacts import (
     TAG_GRID,
     TAG_PEAK_MB,
 )
-from ddlight.data.base import dataset_name
+from ddlight.data.base import RealDataModule, dataset_name
 from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.run_guard import RunGuard
 from ddlight.models.init import mix_seed, reinitialize
@@ -130,7 +130,7 @@ class Distiller(L.LightningModule, ABC):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
-        if dm is None or not hasattr(dm, "train_images"):
+        if not isinstance(dm, RealDataModule):
             raise ValueError(
                 f"{type(self).__name__} needs a real-data module (e.g. MNISTDataModule) as `data`"
             )
@@ -139,9 +139,8 @@ class Distiller(L.LightningModule, ABC):
         self.mean, self.std = tuple(dm.mean), tuple(dm.std)
         self.num_classes = dm.num_classes
         self.dataset_name = dataset_name(dm)
-        if hasattr(dm, "identity"):
-            self.data_identity = dm.identity()
-            self._display = dm.normalizer.display
+        self.data_identity = dm.identity()
+        self._display = dm.normalizer.display
         if self.images is None:
             self.check_ipc(dm)
             self.images = nn.Parameter(self.initial_images(dm))

@@ -246,7 +246,7 @@ class TrajectoryMatching(Distiller):
         check_fits(
             buf, self._names, self._shapes, hp.max_start_epoch, hp.expert_epochs, hp.label_expert_epoch
         )
-        check_same_data(buf, name, dm.identity()["zca"] if hasattr(dm, "identity") else {})
+        check_same_data(buf, name, dm.identity()["zca"])
         return buf
 
     def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:

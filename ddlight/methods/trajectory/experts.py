@@ -42,7 +42,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ddlight.data.base import dataset_name
+from ddlight.data.base import RealDataModule, dataset_name
 from ddlight.methods.trajectory.buffer import (
     EL2N_FILE,
     FORMAT_VERSION,
@@ -62,7 +62,6 @@ from ddlight.ops.optim import network_sgd
 from ddlight.utils.io import atomic_torch_save
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-DATA_ATTRS = ("train_images", "train_labels", "test_images", "test_labels", "dataset", "normalize")
 
 
 class Experts(L.LightningModule):
@@ -138,11 +137,10 @@ class Experts(L.LightningModule):
     def _check_trainer(self) -> None:
         trainer, hp = self.trainer, self.hparams
         dm = trainer.datamodule
-        missing = [a for a in DATA_ATTRS if not hasattr(dm, a)]
-        if dm is None or missing:
+        if not isinstance(dm, RealDataModule):
             raise TypeError(
-                f"Experts needs a RealDataModule-like datamodule with in-memory uint8 tensors; "
-                f"{type(dm).__name__} lacks {missing or 'everything'}"
+                "Experts needs a real-data module (a RealDataModule, e.g. MNISTDataModule) with in-memory "
+                f"uint8 tensors as `data`; got {type(dm).__name__}"
             )
         check_num_classes(self.net, dm, type(self).__name__)
         if trainer.fast_dev_run:
