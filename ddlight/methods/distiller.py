@@ -68,6 +68,9 @@ class Distiller(L.LightningModule, ABC):
         checkpoint_every: steps between ``<export dir>/checkpoints/last.ckpt`` saves (0: none; also none
             when the trainer's ``enable_checkpointing`` is false).
         check_every: steps between reads of the divergence flags (see :mod:`ddlight.methods.run_guard`).
+        init_from: a ``synthetic.pt`` whose images start the set instead of ``init``'s draw: another
+            method's result to distil further, or one start shared by two implementations (the parity
+            harness's equal-budget runs). Its dataset, normalisation, classes and ``ipc`` must be this run's.
     """
 
     OUTPUT_ARG = "export_dir"  # where the set is written (ddlight.artifacts.OUTPUT_ARG_ATTR)
@@ -92,6 +95,7 @@ class Distiller(L.LightningModule, ABC):
         export_dir: str | None = None,
         checkpoint_every: int = 50,
         check_every: int = 10,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if init not in INITS:
@@ -173,8 +177,11 @@ class Distiller(L.LightningModule, ABC):
             )
 
     def initial_images(self, dm: Any) -> torch.Tensor:
-        """Seeded initial set: random real images per class, Gaussian noise, or k-center picks."""
+        """Seeded initial set: random real images per class, Gaussian noise, or k-center picks; or the
+        images of ``init_from``."""
         hp = self.hparams
+        if hp.get("init_from"):
+            return self._images_from(hp.init_from, dm)
         gen = torch.Generator().manual_seed(mix_seed(hp.seed, 17))
         k, ipc = dm.num_classes, hp.ipc
         c, (h, w) = dm.channels, dm.image_size
@@ -185,6 +192,31 @@ class Distiller(L.LightningModule, ABC):
             idx = sample_per_class(table, counts, ipc, gen).flatten()
             return self._normalize(dm, dm.train_images[idx])
         return self._kcenter(dm, table, counts, gen)
+
+    def _images_from(self, path: str, dm: RealDataModule) -> torch.Tensor:
+        """``path``'s images, refused unless they are this run's set: same dataset and normalisation, and
+        ``ipc`` images of every class in class-major order (what ``labels`` assumes)."""
+        syn = SyntheticSet.load(path)
+        k, ipc = dm.num_classes, self.hparams.ipc
+        want = (k * ipc, dm.channels, *dm.image_size)
+        labels = torch.arange(k).repeat_interleave(ipc)
+        found, expected = [], []
+        if syn.dataset != dataset_name(dm):
+            found.append(f"dataset {syn.dataset!r}"), expected.append(repr(dataset_name(dm)))
+        if tuple(syn.images.shape) != want:
+            found.append(f"images {tuple(syn.images.shape)}"), expected.append(f"{want} (ipc {ipc})")
+        elif not torch.equal(syn.hard_labels.cpu(), labels):
+            found.append("labels not class-major"), expected.append(f"{ipc} per class, class 0 first")
+        if not torch.allclose(torch.tensor(syn.mean), torch.tensor(dm.mean)) or not torch.allclose(
+            torch.tensor(syn.std), torch.tensor(dm.std)
+        ):
+            found.append(f"mean/std {syn.mean}/{syn.std}"), expected.append(f"{dm.mean}/{dm.std}")
+        if found:
+            raise ValueError(
+                f"init_from must be a set of this run's data and size: {path} has {', '.join(found)}; "
+                f"expected {', '.join(expected)}"
+            )
+        return syn.images.detach().float().clone()
 
     def _normalize(self, dm: Any, images_u8: torch.Tensor) -> torch.Tensor:
         # The data module's own map, so a ZCA data module's initial images are whitened like its batches.

@@ -12,7 +12,7 @@ from ddlight.models.init import reinitialize
 from ddlight.ops.attention import abs_pow, class_means, mean_matching_loss, spatial_attention
 from ddlight.ops.augment import DSA
 from tests.helpers import ROOT
-from tests.helpers.builders import small_model
+from tests.helpers.builders import bundled_set, small_model
 from tests.helpers.cli_args import QUIET, TINY_DATADAM
 
 CONFIGS = ROOT / "configs"
@@ -118,6 +118,19 @@ def test_real_noise_and_kcenter_init():
     assert torch.allclose(d.min(1).values, torch.zeros(30), atol=1e-3)
     assert torch.equal(dm.train_labels[d.argmin(1)], torch.arange(10).repeat_interleave(3))
     assert len(set(d.argmin(1).tolist())) == 30
+
+
+def test_init_from_starts_from_a_saved_set_and_refuses_one_of_another_size(tmp_path):
+    syn, dm = bundled_set(ipc=2)
+    syn.save(tmp_path / "start.pt")
+    imgs = small_model(init_from=str(tmp_path / "start.pt")).initial_images(dm)
+    assert torch.equal(imgs, syn.images)  # the saved images exactly, not a draw
+    with pytest.raises(ValueError, match=r"images \(20, 1, 28, 28\); expected \(30, 1, 28, 28\) \(ipc 3\)"):
+        small_model(ipc=3, init_from=str(tmp_path / "start.pt")).initial_images(dm)
+    syn.dataset, syn.mean = "fashionmnist", (0.2861,)
+    syn.save(tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"has dataset 'fashionmnist', mean/std .*; expected 'mnist'"):
+        small_model(init_from=str(tmp_path / "other.pt")).initial_images(dm)
 
 
 def test_bad_arguments():
