@@ -13,6 +13,11 @@ same normalisation, mean 0.1307 / std 0.3081, and the same real-data identity).
     python -m benchmarks.parity.budget dm --stage ddlight --work /tmp/eb
     python -m benchmarks.parity.budget dm --stage evaluate --side official --work /tmp/eb  (and ddlight)
 
+``--shared-start`` on stage ``ddlight`` starts ddlight from the authors' initial set (their iteration-0
+grid, converted exactly; ``model.init_args.init_from``), so the two runs differ only in the
+implementation: without it each side draws its own real images, and at a few hundred updates that draw
+decides most of the accuracy (docs/parity.md, DC). DataDAM's script writes no iteration-0 grid.
+
 ``datadam`` the same, with ``--pythonpath`` naming where ``kornia`` is installed (their ``utils.py``
 imports it). Stages: ``official`` and ``ddlight`` distil (run them side by side with
 ``OMP_NUM_THREADS=1`` each, for equal conditions); ``evaluate --side`` scores one set with
@@ -31,6 +36,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -151,10 +157,54 @@ def run_official(method: str, official: Path, work: Path, iterations: int, pytho
     torch.save({"images": images, "labels": labels}, wd / "images.pt")
 
 
-def run_ddlight(method: str, work: Path, iterations: int) -> None:
+def official_start(method: str, work: Path, timeout_s: float = 3600.0) -> Path:
+    """The authors' initial set as a ddlight ``synthetic.pt``, for ``init_from``: their iteration-0 grid
+    (``save_image`` of the de-normalised set, ``nrow`` = ipc, padding 2, written before the first update),
+    waited for while their run starts. Real MNIST pixels are k/255 and survive the 8-bit PNG exactly, so
+    this is their real-image start, not an approximation (it is not for a noise start)."""
+    from torchvision.io import read_image
+
+    from ddlight.data import MNISTDataModule
+    from ddlight.data.base import dataset_name
+    from ddlight.data.synthetic import SyntheticSet
+
+    result = work / f"{method}_official" / "result"
+    deadline = time.monotonic() + timeout_s
+    while not (pngs := sorted(result.glob("vis_*_iter0.png"))):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"no iteration-0 grid in {result} after {timeout_s:.0f} s (stage official running?)"
+            )
+        time.sleep(5)
+    time.sleep(2)  # the file is written in one call; let it land
+    ipc, k, side, pad = 10, 10, 28, 2
+    grid = read_image(str(pngs[0]))[0].float() / 255
+    cells = [
+        grid[pad + r * (side + pad) : pad + r * (side + pad) + side, pad + c * (side + pad) :][:, :side]
+        for r in range(k)
+        for c in range(ipc)
+    ]
+    dm = MNISTDataModule(data_dir=str(DATA))
+    images = ((torch.stack(cells) - dm.mean[0]) / dm.std[0]).unsqueeze(1)
+    syn = SyntheticSet(
+        images=images,
+        labels=torch.arange(k).repeat_interleave(ipc),
+        mean=dm.mean,
+        std=dm.std,
+        num_classes=k,
+        method=f"{method}_official_start",
+        dataset=dataset_name(dm),
+        ipc=ipc,
+    )
+    return syn.save(work / f"{method}_official" / "start.pt")
+
+
+def run_ddlight(method: str, work: Path, iterations: int, shared_start: bool = False) -> None:
     s = SETUPS[method]
     wd = work / f"{method}_ddlight"
     args = [sys.executable, "-m", "ddlight", "fit"]
+    if shared_start:
+        args += ["--model.init_args.init_from", str(official_start(method, work))]
     for c in s["configs"]:
         args += ["--config", str(ROOT / c)]
     args += [
@@ -238,11 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", choices=("official", "ddlight"), help="stage evaluate: which set")
     ap.add_argument("--epochs", type=int, help="stage evaluate: epochs instead of evaluate.yaml's 300")
     ap.add_argument("--pythonpath", default="", help="PYTHONPATH of the authors' script (e.g. kornia)")
+    ap.add_argument(
+        "--shared-start",
+        action="store_true",
+        help="stage ddlight: start from the authors' initial set (their iteration-0 grid; dc, dsa, dm)",
+    )
     a = ap.parse_args(argv)
     if a.stage == "official":
         run_official(a.method, a.official, a.work, a.iterations, a.pythonpath)
     elif a.stage == "ddlight":
-        run_ddlight(a.method, a.work, a.iterations)
+        run_ddlight(a.method, a.work, a.iterations, a.shared_start)
     else:
         evaluate(a.method, a.work, a.side, a.epochs)
     return 0
