@@ -203,8 +203,6 @@ def run_ddlight(method: str, work: Path, iterations: int, shared_start: bool = F
     s = SETUPS[method]
     wd = work / f"{method}_ddlight"
     args = [sys.executable, "-m", "ddlight", "fit"]
-    if shared_start:
-        args += ["--model.init_args.init_from", str(official_start(method, work))]
     for c in s["configs"]:
         args += ["--config", str(ROOT / c)]
     args += [
@@ -218,6 +216,8 @@ def run_ddlight(method: str, work: Path, iterations: int, shared_start: bool = F
         str(DATA),
         *s.get("ddlight_args", []),
     ]
+    if shared_start:  # after the configs: the model's class must be known before its init_args
+        args += ["--model.init_args.init_from", str(official_start(method, work))]
     with open(wd.with_suffix(".log"), "w") as log:
         wd.mkdir(parents=True, exist_ok=True)
         subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -231,9 +231,8 @@ def write_ddlight_timing(method: str, work: Path, iterations: int, cmd: list[str
     from ddlight.data.synthetic import SyntheticSet
 
     wd = work / f"{method}_ddlight"
-    per_it = SETUPS[method].get("updates_per_iteration", 1)
     seconds = float(SyntheticSet.load(wd / "synthetic.pt").extra["distill_seconds"])
-    s_per_it = seconds / (iterations * per_it) * per_it
+    s_per_it = seconds / iterations if iterations else None  # 0 iterations: the start alone, exported
     (wd / "ddlight.json").write_text(json.dumps({"updates": iterations, "s_per_it": s_per_it, "cmd": cmd}))
 
 
