@@ -149,7 +149,8 @@ def run_official(method: str, official: Path, work: Path, iterations: int, pytho
         json.dumps(
             {
                 "updates": iterations,
-                "s_per_it": statistics.mean(times[1 : -1 if method == "datadam" else None]),
+                # iteration 0 also saves a grid: left out when there are others
+                "s_per_it": statistics.mean(times[1 : -1 if method == "datadam" else None] or times),
                 "cmd": args,
             }
         )
