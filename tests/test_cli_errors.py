@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ddlight.cli import ConfigError, innermost, main
+from ddlight.cli import main
+from ddlight.cli_errors import ConfigError, innermost
 from ddlight.data import mhist_layout
 from tests.helpers import CONFIGS, ROOT
 from tests.helpers.builders import TinyDigits

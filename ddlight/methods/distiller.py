@@ -31,6 +31,7 @@ from ddlight.artifacts import (
 )
 from ddlight.data.base import RealDataModule, dataset_name
 from ddlight.data.synthetic import SyntheticSet
+from ddlight.methods.initial_set import images_from, kcenter_images
 from ddlight.methods.run_guard import RunGuard
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA
@@ -181,7 +182,7 @@ class Distiller(L.LightningModule, ABC):
         images of ``init_from``."""
         hp = self.hparams
         if hp.get("init_from"):
-            return self._images_from(hp.init_from, dm)
+            return images_from(hp.init_from, dm, hp.ipc)
         gen = torch.Generator().manual_seed(mix_seed(hp.seed, 17))
         k, ipc = dm.num_classes, hp.ipc
         c, (h, w) = dm.channels, dm.image_size
@@ -193,31 +194,6 @@ class Distiller(L.LightningModule, ABC):
             return self._normalize(dm, dm.train_images[idx])
         return self._kcenter(dm, table, counts, gen)
 
-    def _images_from(self, path: str, dm: RealDataModule) -> torch.Tensor:
-        """``path``'s images, refused unless they are this run's set: same dataset and normalisation, and
-        ``ipc`` images of every class in class-major order (what ``labels`` assumes)."""
-        syn = SyntheticSet.load(path)
-        k, ipc = dm.num_classes, self.hparams.ipc
-        want = (k * ipc, dm.channels, *dm.image_size)
-        labels = torch.arange(k).repeat_interleave(ipc)
-        found, expected = [], []
-        if syn.dataset != dataset_name(dm):
-            found.append(f"dataset {syn.dataset!r}"), expected.append(repr(dataset_name(dm)))
-        if tuple(syn.images.shape) != want:
-            found.append(f"images {tuple(syn.images.shape)}"), expected.append(f"{want} (ipc {ipc})")
-        elif not torch.equal(syn.hard_labels.cpu(), labels):
-            found.append("labels not class-major"), expected.append(f"{ipc} per class, class 0 first")
-        if not torch.allclose(torch.tensor(syn.mean), torch.tensor(dm.mean)) or not torch.allclose(
-            torch.tensor(syn.std), torch.tensor(dm.std)
-        ):
-            found.append(f"mean/std {syn.mean}/{syn.std}"), expected.append(f"{dm.mean}/{dm.std}")
-        if found:
-            raise ValueError(
-                f"init_from must be a set of this run's data and size: {path} has {', '.join(found)}; "
-                f"expected {', '.join(expected)}"
-            )
-        return syn.images.detach().float().clone()
-
     def _normalize(self, dm: Any, images_u8: torch.Tensor) -> torch.Tensor:
         # The data module's own map, so a ZCA data module's initial images are whitened like its batches.
         return dm.normalize(images_u8)
@@ -225,33 +201,8 @@ class Distiller(L.LightningModule, ABC):
     def _kcenter(
         self, dm: Any, table: torch.Tensor, counts: torch.Tensor, gen: torch.Generator
     ) -> torch.Tensor:
-        """Greedy k-center per class in the embedding of a random network (all classes at once).
-
-        Starts from the candidate nearest the class mean, then repeatedly adds the candidate farthest from
-        the chosen ones: a spread-out, representative start instead of a random one.
-        """
-        k, ipc = dm.num_classes, self.hparams.ipc
-        pool = min(int(counts.min()), max(10 * ipc, 200))
-        cand_idx = sample_per_class(table, counts, pool, gen)  # (K, pool)
-        cand = self._normalize(dm, dm.train_images[cand_idx.flatten()])
         net = reinitialize(self.net_template_copy(), mix_seed(self.hparams.seed, 23)).eval()
-        with torch.inference_mode():
-            emb = torch.cat([net.embed(chunk) for chunk in cand.split(1024)]).view(k, pool, -1)
-        chosen = torch.empty(k, ipc, dtype=torch.long)
-        first = (emb - emb.mean(1, keepdim=True)).pow(2).sum(-1).argmin(1)
-        chosen[:, 0] = first
-        mind = torch.cdist(emb, emb.gather(1, first.view(k, 1, 1).expand(-1, 1, emb.shape[-1]))).squeeze(-1)
-        for j in range(1, ipc):  # over picks, not classes: every class advances in the same tensor op
-            nxt = mind.argmax(1)
-            chosen[:, j] = nxt
-            d = torch.cdist(emb, emb.gather(1, nxt.view(k, 1, 1).expand(-1, 1, emb.shape[-1]))).squeeze(-1)
-            mind = torch.minimum(mind, d)
-        return (
-            cand.view(k, pool, *cand.shape[1:])
-            .gather(1, chosen.view(k, ipc, 1, 1, 1).expand(-1, -1, *cand.shape[1:]))
-            .flatten(0, 1)
-            .clone()
-        )
+        return kcenter_images(dm, table, counts, gen, net, self.hparams.ipc)
 
     def net_template_copy(self) -> nn.Module:
         import copy

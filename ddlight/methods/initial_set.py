@@ -1,0 +1,70 @@
+"""Where a synthetic set starts besides a random draw: another set's images (``init_from``) and greedy
+k-center picks (``init: kcenter``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ddlight.data.base import RealDataModule, dataset_name
+from ddlight.data.synthetic import SyntheticSet
+from ddlight.utils.classwise import sample_per_class
+
+
+def images_from(path: str, dm: RealDataModule, ipc: int) -> torch.Tensor:
+    """``path``'s images, refused unless they are this run's set: same dataset and normalisation, and
+    ``ipc`` images of every class in class-major order (what ``labels`` assumes)."""
+    syn = SyntheticSet.load(path)
+    k = dm.num_classes
+    want = (k * ipc, dm.channels, *dm.image_size)
+    labels = torch.arange(k).repeat_interleave(ipc)
+    found, expected = [], []
+    if syn.dataset != dataset_name(dm):
+        found.append(f"dataset {syn.dataset!r}"), expected.append(repr(dataset_name(dm)))
+    if tuple(syn.images.shape) != want:
+        found.append(f"images {tuple(syn.images.shape)}"), expected.append(f"{want} (ipc {ipc})")
+    elif not torch.equal(syn.hard_labels.cpu(), labels):
+        found.append("labels not class-major"), expected.append(f"{ipc} per class, class 0 first")
+    if not torch.allclose(torch.tensor(syn.mean), torch.tensor(dm.mean)) or not torch.allclose(
+        torch.tensor(syn.std), torch.tensor(dm.std)
+    ):
+        found.append(f"mean/std {syn.mean}/{syn.std}"), expected.append(f"{dm.mean}/{dm.std}")
+    if found:
+        raise ValueError(
+            f"init_from must be a set of this run's data and size: {path} has {', '.join(found)}; "
+            f"expected {', '.join(expected)}"
+        )
+    return syn.images.detach().float().clone()
+
+
+def kcenter_images(
+    dm: Any, table: torch.Tensor, counts: torch.Tensor, gen: torch.Generator, net: nn.Module, ipc: int
+) -> torch.Tensor:
+    """Greedy k-center per class in the embedding of a random network ``net`` (all classes at once).
+
+    Starts from the candidate nearest the class mean, then repeatedly adds the candidate farthest from
+    the chosen ones: a spread-out, representative start instead of a random one.
+    """
+    k = dm.num_classes
+    pool = min(int(counts.min()), max(10 * ipc, 200))
+    cand_idx = sample_per_class(table, counts, pool, gen)  # (K, pool)
+    cand = dm.normalize(dm.train_images[cand_idx.flatten()])  # whitened like its batches under ZCA
+    with torch.inference_mode():
+        emb = torch.cat([net.embed(chunk) for chunk in cand.split(1024)]).view(k, pool, -1)
+    chosen = torch.empty(k, ipc, dtype=torch.long)
+    first = (emb - emb.mean(1, keepdim=True)).pow(2).sum(-1).argmin(1)
+    chosen[:, 0] = first
+    mind = torch.cdist(emb, emb.gather(1, first.view(k, 1, 1).expand(-1, 1, emb.shape[-1]))).squeeze(-1)
+    for j in range(1, ipc):  # over picks, not classes: every class advances in the same tensor op
+        nxt = mind.argmax(1)
+        chosen[:, j] = nxt
+        d = torch.cdist(emb, emb.gather(1, nxt.view(k, 1, 1).expand(-1, 1, emb.shape[-1]))).squeeze(-1)
+        mind = torch.minimum(mind, d)
+    return (
+        cand.view(k, pool, *cand.shape[1:])
+        .gather(1, chosen.view(k, ipc, 1, 1, 1).expand(-1, -1, *cand.shape[1:]))
+        .flatten(0, 1)
+        .clone()
+    )
