@@ -31,7 +31,6 @@ import contextlib
 import copy
 import math
 import time
-import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +56,16 @@ from ddlight.artifacts import (
 from ddlight.data.base import dataset_name
 from ddlight.data.registry import flip_invariant
 from ddlight.methods.loss_trend import MIN_LOSS_DROP, LossTrend
+from ddlight.methods.lr_recipe import (  # noqa: F401 (re-exported: the evaluator's recipe)
+    LEARNED,
+    LR_SOURCES,
+    SCHEDULES,
+    SEARCH,
+    Schedule,
+    lr_factor,
+    reference_decay_epoch,
+    resolve_lr,
+)
 from ddlight.methods.scoring import DEFAULT_LR_GRID, Baselines, RealSplits, add_scores, search_lr
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
@@ -65,51 +74,6 @@ from ddlight.ops.losses import label_entropy, soft_or_hard_ce
 from ddlight.ops.metrics import accuracy
 from ddlight.ops.optim import network_sgd
 from ddlight.utils.io import atomic_json_dump
-
-Schedule = Literal["step", "reference", "cosine", "none"]
-SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
-LR_SOURCES = {"learned": "learned syn_lr", "search": "searched on the validation split"}
-LEARNED = "learned"
-SEARCH = "search"
-
-
-def resolve_lr(lr: float | str, extra: dict[str, Any] | None, source: str) -> float:
-    """The base rate to train at: ``lr`` itself, or the set's learned ``syn_lr`` when ``lr="learned"``."""
-    if lr != LEARNED:
-        if lr == SEARCH:
-            raise ValueError(
-                f"lr={SEARCH!r} needs a validation split of the real training set: it is available to "
-                "SyntheticEvaluator run by `python -m ddlight fit` on a SyntheticDataModule, not here"
-            )
-        if isinstance(lr, str):
-            raise ValueError(f"lr must be a number, {LEARNED!r} or {SEARCH!r}, got {lr!r}")
-        return float(lr)
-    value = (extra or {}).get("syn_lr")
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"lr={LEARNED!r} needs a positive learned student rate in the synthetic set's "
-            f"extra['syn_lr'] ({source}), got {value!r}; only trajectory-matching distillers (PAD) "
-            "store one, so pass a number for other sets"
-        )
-    return float(value)
-
-
-def reference_decay_epoch(epochs: int) -> int:
-    """The first epoch (0-based) at the decayed rate in the authors' loop: ``epochs`` = their ``Epoch + 1``
-    trained, lr x0.1 after their epoch ``Epoch // 2 + 1`` (``lr_schedule = [Epoch//2+1]``)."""
-    return (epochs - 1) // 2 + 2
-
-
-def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
-    """Multiplier of the base lr at ``epoch`` (0-based). ``step`` decays from epoch ``epochs // 2`` on, but
-    never before the first epoch is done: a 1-epoch run (a short full-data baseline) trains at the rate."""
-    if schedule == "step":
-        return 0.1 if epoch >= max(1, epochs // 2) else 1.0
-    if schedule == "reference":
-        return 0.1 if epoch >= reference_decay_epoch(epochs) else 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
-    return 1.0
 
 
 class SyntheticEvaluator(L.LightningModule):
