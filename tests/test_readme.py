@@ -50,6 +50,7 @@ def fit_args(cmd: str) -> list[str]:
 FIT = [c for c in commands() if c.startswith("python -m ddlight fit ")]
 REPORT = [c for c in commands() if c.startswith("python -m ddlight.report ")]
 CI_RUN = {
+    "python3 -m venv .venv && . .venv/bin/activate",
     'pip install -e ".[dev]"',
     "python -m pytest -q",
     'pip install -e ".[docs]"',
@@ -95,6 +96,9 @@ def test_install_test_and_docs_commands_are_what_ci_runs():
     for cmd in CI_RUN:
         assert cmd in commands(), f"README lost {cmd!r}"
         assert cmd in CI, f".ci/run does not run {cmd!r}"
+    # and in the README's order: a fresh environment, install, tests, docs
+    positions = [CI.index(cmd) for cmd in sorted(CI_RUN, key=commands().index)]
+    assert positions == sorted(positions), ".ci/run runs the README's commands in another order"
 
 
 @pytest.mark.parametrize(("cmd", "path"), sorted(OTHER.items()))
