@@ -112,7 +112,6 @@ class DC(Distiller):
         self.net = net.requires_grad_(False)
         # The inner loop's SGD momentum, flat; module state so that a resume mid-network continues it.
         self.register_buffer("net_momentum", torch.zeros(sum(p.numel() for p in net.parameters())))
-        self.dsa: DSA | None = None
         self._position = 0  # this step's place among a network's outer_loop updates (set per step)
 
     def setup(self, stage: str) -> None:

@@ -42,7 +42,6 @@ class RandomNetworkMatching(Distiller):
         if steps_per_network < 1:
             raise ValueError(f"steps_per_network must be >= 1, got {steps_per_network}")
         self.net = net.requires_grad_(False)
-        self.dsa: DSA | None = None
         self._net_block = -1
 
     def setup(self, stage: str) -> None:

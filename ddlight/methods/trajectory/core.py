@@ -212,7 +212,6 @@ class TrajectoryMatching(Distiller):
         # Threshold skips counted on the device (no per-step host sync), reported once at the end of fit.
         self._skipped: torch.Tensor | None = None
         self._iterations = 0
-        self.dsa: DSA | None = None
         self._names, self._shapes, self._sizes = parameter_layout(net)
         # A buffer so that it follows the module to its device; not persistent: the settings determine it.
         self.register_buffer("fiem", fiem_mask(self._sizes, self.depth_ratio), persistent=False)
