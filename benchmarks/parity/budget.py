@@ -122,7 +122,9 @@ def patched_copy(official: Path, into: Path, script: str) -> None:
     (into / "utils.py").write_text(utils.replace("net = net.cuda()", f"net = net.to({device})"))
 
 
-def run_official(method: str, official: Path, work: Path, iterations: int, pythonpath: str) -> None:
+def run_official(
+    method: str, official: Path, work: Path, iterations: int, pythonpath: str, data: Path = DATA
+) -> None:
     s = SETUPS[method]
     wd = work / f"{method}_official"
     patched_copy(official, wd, s["script"])
@@ -138,7 +140,7 @@ def run_official(method: str, official: Path, work: Path, iterations: int, pytho
         "--init",
         "real",
     ]
-    args += ["--data_path", str(DATA), "--save_path", str(wd / "result"), *s["official_args"](iterations)]
+    args += ["--data_path", str(data), "--save_path", str(wd / "result"), *s["official_args"](iterations)]
     env = {**os.environ, "PYTHONPATH": pythonpath}
     with open(wd / "log.txt", "w") as log:
         subprocess.run(args, cwd=wd, stdout=log, stderr=subprocess.STDOUT, env=env, check=True)
@@ -158,7 +160,7 @@ def run_official(method: str, official: Path, work: Path, iterations: int, pytho
     torch.save({"images": images, "labels": labels}, wd / "images.pt")
 
 
-def official_start(method: str, work: Path, timeout_s: float = 3600.0) -> Path:
+def official_start(method: str, work: Path, timeout_s: float = 3600.0, data: Path = DATA) -> Path:
     """The authors' initial set as a ddlight ``synthetic.pt``, for ``init_from``: their iteration-0 grid
     (``save_image`` of the de-normalised set, ``nrow`` = ipc, padding 2, written before the first update),
     waited for while their run starts. Real MNIST pixels are k/255 and survive the 8-bit PNG exactly, so
@@ -185,7 +187,7 @@ def official_start(method: str, work: Path, timeout_s: float = 3600.0) -> Path:
         for r in range(k)
         for c in range(ipc)
     ]
-    dm = MNISTDataModule(data_dir=str(DATA))
+    dm = MNISTDataModule(data_dir=str(data))
     images = ((torch.stack(cells) - dm.mean[0]) / dm.std[0]).unsqueeze(1)
     syn = SyntheticSet(
         images=images,
@@ -200,7 +202,9 @@ def official_start(method: str, work: Path, timeout_s: float = 3600.0) -> Path:
     return syn.save(work / f"{method}_official" / "start.pt")
 
 
-def run_ddlight(method: str, work: Path, iterations: int, shared_start: bool = False) -> None:
+def run_ddlight(
+    method: str, work: Path, iterations: int, shared_start: bool = False, data: Path = DATA
+) -> None:
     s = SETUPS[method]
     wd = work / f"{method}_ddlight"
     args = [sys.executable, "-m", "ddlight", "fit"]
@@ -214,11 +218,11 @@ def run_ddlight(method: str, work: Path, iterations: int, shared_start: bool = F
         "--model.init_args.export_dir",
         str(wd),
         "--data.init_args.data_dir",
-        str(DATA),
+        str(data),
         *s.get("ddlight_args", []),
     ]
     if shared_start:  # after the configs: the model's class must be known before its init_args
-        args += ["--model.init_args.init_from", str(official_start(method, work))]
+        args += ["--model.init_args.init_from", str(official_start(method, work, data=data))]
     with open(wd.with_suffix(".log"), "w") as log:
         wd.mkdir(parents=True, exist_ok=True)
         subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -250,31 +254,40 @@ def wrap_official(method: str, work: Path) -> Path:
     return wrapped.save(work / f"{method}_official" / "synthetic.pt")
 
 
-def evaluate(method: str, work: Path, side: str, epochs: int | None = None) -> None:
+def evaluate(
+    method: str, work: Path, side: str, epochs: int | None = None, data: Path = DATA, device: str = "cpu"
+) -> None:
     """Score one side's set with ``configs/mnist/evaluate.yaml``'s evaluator (its values, 5 x ConvNet-3
     x 300 epochs) through ``SyntheticEvaluator.fit_plain``: the same training as the CLI's without a
-    Trainer's per-epoch bookkeeping, which dominates a 100-image epoch."""
+    Trainer's per-epoch bookkeeping, which dominates a 100-image epoch. ``device``: where the networks
+    train (the set and the evaluator move there; the test batches follow the networks)."""
     from ddlight.data import MNISTDataModule
     from ddlight.data.synthetic import SyntheticSet
     from ddlight.methods.evaluator import SyntheticEvaluator
     from ddlight.models import ConvNet
     from ddlight.utils.io import atomic_json_dump
 
-    path = wrap_official(method, work) if side == "official" else work / f"{method}_ddlight" / "synthetic.pt"
+    path = {
+        "official": lambda: wrap_official(method, work),
+        "ddlight": lambda: work / f"{method}_ddlight" / "synthetic.pt",
+        "start": lambda: work / f"{method}_official" / "start.pt",  # the shared start itself
+    }[side]()
     syn = SyntheticSet.load(path)
     cfg = yaml.safe_load((ROOT / "configs/mnist/evaluate.yaml").read_text())["model"]["init_args"]
     cfg = {k: v for k, v in cfg.items() if k not in ("net", "results_path")}
     if epochs is not None:  # a shorter evaluation where the host cannot afford the protocol's 300
         cfg["epochs"] = epochs
-    dm = MNISTDataModule(data_dir=str(DATA))
+    dm = MNISTDataModule(data_dir=str(data))
     dm.setup("test")
-    res = SyntheticEvaluator(ConvNet(), **cfg).fit_plain(
-        syn.images, syn.labels, dm.test_dataloader(), syn.dataset
+    res = (
+        SyntheticEvaluator(ConvNet(), **cfg)
+        .to(device)
+        .fit_plain(syn.images.to(device), syn.labels.to(device), dm.test_dataloader(), syn.dataset)
     )
+    res["device"] = device
     res["set"] = str(path)
-    atomic_json_dump(
-        res, path.parent / ("eval.json" if epochs is None else f"eval_{epochs}ep.json"), sort_keys=False
-    )
+    name = f"eval{'_start' if side == 'start' else ''}{'' if epochs is None else f'_{epochs}ep'}.json"
+    atomic_json_dump(res, path.parent / name, sort_keys=False)
     print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
 
 
@@ -285,8 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, required=True, help="a folder outside the repository")
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--stage", choices=("official", "ddlight", "evaluate"), required=True)
-    ap.add_argument("--side", choices=("official", "ddlight"), help="stage evaluate: which set")
+    ap.add_argument(
+        "--side",
+        choices=("official", "ddlight", "start"),
+        help="stage evaluate: which set (start: the authors' initial set, --shared-start's)",
+    )
     ap.add_argument("--epochs", type=int, help="stage evaluate: epochs instead of evaluate.yaml's 300")
+    ap.add_argument("--data", type=Path, default=DATA, help="root holding MNIST/raw (both sides)")
+    ap.add_argument("--device", default="cpu", help="stage evaluate: where the networks train")
     ap.add_argument("--pythonpath", default="", help="PYTHONPATH of the authors' script (e.g. kornia)")
     ap.add_argument(
         "--shared-start",
@@ -295,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     a = ap.parse_args(argv)
     if a.stage == "official":
-        run_official(a.method, a.official, a.work, a.iterations, a.pythonpath)
+        run_official(a.method, a.official, a.work, a.iterations, a.pythonpath, a.data)
     elif a.stage == "ddlight":
-        run_ddlight(a.method, a.work, a.iterations, a.shared_start)
+        run_ddlight(a.method, a.work, a.iterations, a.shared_start, a.data)
     else:
-        evaluate(a.method, a.work, a.side, a.epochs)
+        evaluate(a.method, a.work, a.side, a.epochs, a.data, a.device)
     return 0
 
 
