@@ -43,6 +43,7 @@ import torch
 import yaml
 
 from benchmarks import official_speed
+from ddlight.data.synthetic import SyntheticSet
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path("/work/shared/data") if Path("/work/shared/data").is_dir() else (ROOT / ".." / "shared" / "data")
@@ -123,11 +124,27 @@ def patched_copy(official: Path, into: Path, script: str) -> None:
 
 
 def run_official(
-    method: str, official: Path, work: Path, iterations: int, pythonpath: str, data: Path = DATA
+    method: str,
+    official: Path,
+    work: Path,
+    iterations: int,
+    pythonpath: str,
+    data: Path = DATA,
+    start: Path | None = None,
 ) -> None:
     s = SETUPS[method]
     wd = work / f"{method}_official"
     patched_copy(official, wd, s["script"])
+    init = "real"
+    if start is not None:  # DataDAM's own "smart" init reads ./IPC10_{images,labels}.pt (MNIST) from its cwd
+        if method != "datadam":
+            raise ValueError(
+                "--start on stage official: DataDAM only (the others' start is --shared-start's)"
+            )
+        syn = SyntheticSet.load(start)
+        torch.save(syn.images.float().clone(), wd / "IPC10_images.pt")
+        torch.save(syn.hard_labels.clone(), wd / "IPC10_labels.pt")
+        init = "smart"
     args = [
         sys.executable,
         s["script"],
@@ -138,7 +155,7 @@ def run_official(
         "--num_exp",
         "1",
         "--init",
-        "real",
+        init,
     ]
     args += ["--data_path", str(data), "--save_path", str(wd / "result"), *s["official_args"](iterations)]
     env = {**os.environ, "PYTHONPATH": pythonpath}
@@ -169,7 +186,6 @@ def official_start(method: str, work: Path, timeout_s: float = 3600.0, data: Pat
 
     from ddlight.data import MNISTDataModule
     from ddlight.data.base import dataset_name
-    from ddlight.data.synthetic import SyntheticSet
 
     result = work / f"{method}_official" / "result"
     deadline = time.monotonic() + timeout_s
@@ -203,7 +219,12 @@ def official_start(method: str, work: Path, timeout_s: float = 3600.0, data: Pat
 
 
 def run_ddlight(
-    method: str, work: Path, iterations: int, shared_start: bool = False, data: Path = DATA
+    method: str,
+    work: Path,
+    iterations: int,
+    shared_start: bool = False,
+    data: Path = DATA,
+    start: Path | None = None,
 ) -> None:
     s = SETUPS[method]
     wd = work / f"{method}_ddlight"
@@ -221,8 +242,10 @@ def run_ddlight(
         str(data),
         *s.get("ddlight_args", []),
     ]
-    if shared_start:  # after the configs: the model's class must be known before its init_args
-        args += ["--model.init_args.init_from", str(official_start(method, work, data=data))]
+    if (
+        shared_start or start is not None
+    ):  # after the configs: the model's class is known before its init_args
+        args += ["--model.init_args.init_from", str(start or official_start(method, work, data=data))]
     with open(wd.with_suffix(".log"), "w") as log:
         wd.mkdir(parents=True, exist_ok=True)
         subprocess.run(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -233,7 +256,6 @@ def write_ddlight_timing(method: str, work: Path, iterations: int, cmd: list[str
     """ddlight's seconds per iteration: the set's ``distill_seconds`` (time inside training steps, kept
     across resumes) over its updates; unlike TensorBoard wall times it needs no logged step, which a
     40-step run of a config logging every 50 does not have."""
-    from ddlight.data.synthetic import SyntheticSet
 
     wd = work / f"{method}_ddlight"
     seconds = float(SyntheticSet.load(wd / "synthetic.pt").extra["distill_seconds"])
@@ -244,7 +266,6 @@ def write_ddlight_timing(method: str, work: Path, iterations: int, cmd: list[str
 def wrap_official(method: str, work: Path) -> Path:
     """The authors' images and labels in the ddlight run's ``synthetic.pt`` (same normalisation and
     real-data identity), written beside their run."""
-    from ddlight.data.synthetic import SyntheticSet
 
     theirs = torch.load(work / f"{method}_official" / "images.pt")
     wrapped = SyntheticSet.load(work / f"{method}_ddlight" / "synthetic.pt")
@@ -262,7 +283,6 @@ def evaluate(
     Trainer's per-epoch bookkeeping, which dominates a 100-image epoch. ``device``: where the networks
     train (the set and the evaluator move there; the test batches follow the networks)."""
     from ddlight.data import MNISTDataModule
-    from ddlight.data.synthetic import SyntheticSet
     from ddlight.methods.evaluator import SyntheticEvaluator
     from ddlight.models import ConvNet
     from ddlight.utils.io import atomic_json_dump
@@ -312,11 +332,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stage ddlight: start from the authors' initial set (their iteration-0 grid; dc, dsa, dm)",
     )
+    ap.add_argument(
+        "--start",
+        type=Path,
+        help="stages official (datadam: its 'smart' init) and ddlight: both start from this synthetic.pt",
+    )
     a = ap.parse_args(argv)
     if a.stage == "official":
-        run_official(a.method, a.official, a.work, a.iterations, a.pythonpath, a.data)
+        run_official(a.method, a.official, a.work, a.iterations, a.pythonpath, a.data, a.start)
     elif a.stage == "ddlight":
-        run_ddlight(a.method, a.work, a.iterations, a.shared_start, a.data)
+        run_ddlight(a.method, a.work, a.iterations, a.shared_start, a.data, a.start)
     else:
         evaluate(a.method, a.work, a.side, a.epochs, a.data, a.device)
     return 0
