@@ -16,7 +16,10 @@ same normalisation, mean 0.1307 / std 0.3081, and the same real-data identity).
 ``--shared-start`` on stage ``ddlight`` starts ddlight from the authors' initial set (their iteration-0
 grid, converted exactly; ``model.init_args.init_from``), so the two runs differ only in the
 implementation: without it each side draws its own real images, and at a few hundred updates that draw
-decides most of the accuracy (docs/parity.md, DC). DataDAM's script writes no iteration-0 grid.
+decides most of the accuracy (docs/parity.md, DC). DataDAM's script writes no iteration-0 grid: ``--start PATH``
+(a ``synthetic.pt``) starts both of its sides from a given set, the authors' through their own ``--init smart``
+(which reads ``./IPC10_images.pt`` and ``./IPC10_labels.pt`` on MNIST IPC 10), ddlight's through ``init_from``.
+``--data`` names the MNIST root, ``--device cuda`` evaluates on a GPU.
 
 ``datadam`` the same, with ``--pythonpath`` naming where ``kornia`` is installed (their ``utils.py``
 imports it). Stages: ``official`` and ``ddlight`` distil (run them side by side with
