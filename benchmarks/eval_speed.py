@@ -25,7 +25,8 @@ from bench_data import (
 )
 from distill_speed import peak_rss_gb
 
-from ddlight.methods.evaluator import SyntheticEvaluator, lr_factor
+from ddlight.evaluation import Recipe, Runs
+from ddlight.evaluation.recipe import lr_factor
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA
 from ddlight.ops.flops import count_macs
@@ -54,8 +55,9 @@ def reference_style(images: torch.Tensor, labels: torch.Tensor, epochs: int, sha
 
 def ddlight_run(images, labels, dm, epochs: int, runs: int, precision: str, compile: str = "off") -> dict:
     net = ConvNet(compile=compile_value(compile), **dm.shape_args())
-    ev = SyntheticEvaluator(net, num_runs=runs, epochs=epochs)
-    res = ev.fit_plain(images, labels, dm.test_dataloader(), dm.name, precision=precision)
+    res = Runs(net, Recipe(num_runs=runs, epochs=epochs)).fit(
+        images, labels, dm.test_dataloader(), dm.name, precision=precision
+    )
     return {"seconds": res["train_seconds_total"], "mean": res["mean"], "std": res["std"]}
 
 

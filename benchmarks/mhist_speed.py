@@ -136,7 +136,7 @@ def evaluation_projection(
 
     from ddlight.cli import parse_config
     from ddlight.data import MHISTDataModule
-    from ddlight.methods.evaluator import SyntheticEvaluator
+    from ddlight.evaluation import Recipe, Runs
     from ddlight.models import ConvNet
 
     cfg = parse_config(["--config", str(EVAL_CONFIG), "--data.init_args.real.init_args.data_dir", data_dir])
@@ -144,8 +144,9 @@ def evaluation_projection(
     dm.setup()
     idx = torch.cat([torch.nonzero(dm.train_labels == c).flatten()[:50] for c in range(2)])
     net = ConvNet(width=32, depth=7, micro_batch=micro_batch, channels_last=channels_last, **dm.shape_args())
-    ev = SyntheticEvaluator(net, num_runs=1, epochs=epochs)
-    res = ev.fit_plain(dm.normalize(dm.train_images[idx]), dm.train_labels[idx], [], "mhist")
+    res = Runs(net, Recipe(num_runs=1, epochs=epochs)).fit(
+        dm.normalize(dm.train_images[idx]), dm.train_labels[idx], [], "mhist"
+    )
     per_epoch = res["train_seconds_per_run"] / epochs
     runs, total_epochs = int(cfg.model.init_args.num_runs), int(cfg.model.init_args.epochs)
     return {"eval_s_per_epoch": per_epoch, "eval_projected_s": per_epoch * total_epochs * runs}

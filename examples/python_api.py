@@ -15,7 +15,8 @@ from pathlib import Path
 import lightning as L
 
 from ddlight.data import MNISTDataModule, SyntheticDataModule, SyntheticSet
-from ddlight.methods import DataDAM, SyntheticEvaluator
+from ddlight.evaluation import SyntheticEvaluator
+from ddlight.methods import DataDAM
 from ddlight.models import ConvNet
 
 

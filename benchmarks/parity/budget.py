@@ -16,10 +16,10 @@ same normalisation, mean 0.1307 / std 0.3081, and the same real-data identity).
 ``--shared-start`` on stage ``ddlight`` starts ddlight from the authors' initial set (their iteration-0
 grid, converted exactly; ``model.init_args.init_from``), so the two runs differ only in the
 implementation: without it each side draws its own real images, and at a few hundred updates that draw
-decides most of the accuracy (docs/parity.md, DC). DataDAM's script writes no iteration-0 grid: ``--start PATH``
-(a ``synthetic.pt``) starts both of its sides from a given set, the authors' through their own ``--init smart``
-(which reads ``./IPC10_images.pt`` and ``./IPC10_labels.pt`` on MNIST IPC 10), ddlight's through ``init_from``.
-``--data`` names the MNIST root, ``--device cuda`` evaluates on a GPU.
+decides most of the accuracy (docs/parity.md, DC). DataDAM's script writes no iteration-0 grid:
+``--start PATH`` (a ``synthetic.pt``) starts both of its sides from a given set, the authors' through their
+own ``--init smart`` (which reads ``./IPC10_images.pt`` and ``./IPC10_labels.pt`` on MNIST IPC 10),
+ddlight's through ``init_from``. ``--data`` names the MNIST root, ``--device cuda`` evaluates on a GPU.
 
 ``datadam`` the same, with ``--pythonpath`` naming where ``kornia`` is installed (their ``utils.py``
 imports it). Stages: ``official`` and ``ddlight`` distil (run them side by side with
@@ -282,11 +282,11 @@ def evaluate(
     method: str, work: Path, side: str, epochs: int | None = None, data: Path = DATA, device: str = "cpu"
 ) -> None:
     """Score one side's set with ``configs/mnist/evaluate.yaml``'s evaluator (its values, 5 x ConvNet-3
-    x 300 epochs) through ``SyntheticEvaluator.fit_plain``: the same training as the CLI's without a
+    x 300 epochs) through ``ddlight.evaluation.Runs``: the same training as the CLI's without a
     Trainer's per-epoch bookkeeping, which dominates a 100-image epoch. ``device``: where the networks
     train (the set and the evaluator move there; the test batches follow the networks)."""
     from ddlight.data import MNISTDataModule
-    from ddlight.methods.evaluator import SyntheticEvaluator
+    from ddlight.evaluation import Recipe, Runs
     from ddlight.models import ConvNet
     from ddlight.utils.io import atomic_json_dump
 
@@ -297,16 +297,13 @@ def evaluate(
     }[side]()
     syn = SyntheticSet.load(path)
     cfg = yaml.safe_load((ROOT / "configs/mnist/evaluate.yaml").read_text())["model"]["init_args"]
-    cfg = {k: v for k, v in cfg.items() if k not in ("net", "results_path")}
+    cfg = {k: v for k, v in cfg.items() if k in Recipe.fields()}
     if epochs is not None:  # a shorter evaluation where the host cannot afford the protocol's 300
         cfg["epochs"] = epochs
     dm = MNISTDataModule(data_dir=str(data))
     dm.setup("test")
-    res = (
-        SyntheticEvaluator(ConvNet(), **cfg)
-        .to(device)
-        .fit_plain(syn.images.to(device), syn.labels.to(device), dm.test_dataloader(), syn.dataset)
-    )
+    runs = Runs(ConvNet(), Recipe(**cfg)).to(device)
+    res = runs.fit(syn.images.to(device), syn.labels.to(device), dm.test_dataloader(), syn.dataset)
     res["device"] = device
     res["set"] = str(path)
     name = f"eval{'_start' if side == 'start' else ''}{'' if epochs is None else f'_{epochs}ep'}.json"

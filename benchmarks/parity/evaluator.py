@@ -1,8 +1,8 @@
 """The evaluator: VICO-UoE/DatasetCondensation ``utils.evaluate_synset`` against
-:class:`ddlight.methods.SyntheticEvaluator` with ``schedule: reference``.
+:class:`ddlight.evaluation.SyntheticEvaluator` with ``schedule: reference``.
 
 Their function is called as it is (``evaluate_synset(it_eval, net, images_train, labels_train,
-testloader, args)``, utils.py:337); ddlight's evaluator runs ``fit_plain`` on the same tensors. Same
+testloader, args)``, utils.py:337); ddlight's evaluation loop (``Runs.fit``) runs on the same tensors. Same
 initial weights (ddlight's run 0 mapped onto their ``ConvNet``), augmentation off on both sides (their
 ``args.dsa = False, args.dc_aug_param = None``: ``augment`` returns the batch untouched; the DSA ops are
 proven separately), one batch per epoch (12 images, ``batch_train`` 256: the loaders' shuffles only
@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.parity.dc import flat, reference_name
-from ddlight.methods import SyntheticEvaluator
+from ddlight.evaluation import Recipe, Runs
 from ddlight.models import ConvNet
 
 REPO = "VICO-UoE/DatasetCondensation"
@@ -63,14 +63,16 @@ def make_inputs(seed: int = 0) -> dict[str, Any]:
     }
 
 
-def ours_evaluator(cfg: dict[str, Any], schedule: str, seed: int = 0) -> SyntheticEvaluator:
+def ours_recipe(cfg: dict[str, Any], schedule: str, seed: int = 0) -> tuple[ConvNet, Recipe]:
     """Their ``Epoch`` is ``epochs = Epoch + 1`` under ``reference``; ``step`` runs ``Epoch`` epochs, as a
     config written from the paper's "300 epochs" does."""
     net = ConvNet(channel=1, num_classes=cfg["classes"], width=cfg["width"], depth=cfg["depth"], im_size=28)
     epochs = cfg["epoch"] + 1 if schedule == "reference" else cfg["epoch"]
-    return SyntheticEvaluator(
-        net, num_runs=1, epochs=epochs, lr=cfg["lr"], schedule=schedule, dsa=False, seed=seed
-    )
+    return net, Recipe(num_runs=1, epochs=epochs, lr=cfg["lr"], schedule=schedule, dsa=False, seed=seed)
+
+
+def ours_evaluator(cfg: dict[str, Any], schedule: str, seed: int = 0) -> Runs:
+    return Runs(*ours_recipe(cfg, schedule, seed))
 
 
 def test_loader(inputs: dict[str, Any]) -> DataLoader:
@@ -82,7 +84,7 @@ def ours(inputs: dict[str, Any], schedule: str = "reference") -> dict[str, torch
     cfg = inputs["config"]
     ev = ours_evaluator(cfg, schedule)
     ev.nets[0].load_state_dict(inputs["net"])
-    res = ev.fit_plain(inputs["images"], inputs["labels"], test_loader(inputs), "mnist", batch_size=256)
+    res = ev.fit(inputs["images"], inputs["labels"], test_loader(inputs), "mnist", batch_size=256)
     net = ev.nets[0].eval()
     with torch.no_grad():
         logits = net(inputs["test_images"])

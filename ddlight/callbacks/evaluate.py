@@ -12,15 +12,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ddlight.artifacts import EVALS_FILE, TAG_EVAL_MEAN, TAG_EVAL_STD
-from ddlight.methods.evaluator import LEARNED, Schedule, SyntheticEvaluator, resolve_lr
+from ddlight.evaluation.recipe import LEARNED, Recipe, Schedule, resolve_lr
+from ddlight.evaluation.runs import Runs
 from ddlight.utils.io import atomic_json_dump
 
 
 class EvaluateSyntheticCallback(L.Callback):
     """Evaluates the distiller's current set every ``every_n_steps`` steps (and at the end of fit).
 
-    Trains ``num_runs`` fresh copies of ``net`` for ``epochs`` with the evaluator's recipe on rank 0
-    (no nested Trainer: a plain loop, see ``SyntheticEvaluator.fit_plain``), tests on the data module's
+    Trains ``num_runs`` fresh copies of ``net`` for ``epochs`` with the evaluator's recipe on rank 0 (no
+    nested Trainer: the evaluation's plain loop, :class:`ddlight.evaluation.Runs`), tests on the data module's
     test set, and logs ``eval/test_acc_mean`` / ``_std`` at the distiller's step. Off in the study's
     configs (it costs CPU time the study did not spend), on in ``configs/mnist/datadam_best.yaml``.
     """
@@ -37,12 +38,11 @@ class EvaluateSyntheticCallback(L.Callback):
         results_path: str | None = None,
         precision: str = "32-true",
     ) -> None:
-        if lr != LEARNED:
-            resolve_lr(lr, None, "")  # a typo must not wait for the first evaluation to surface
+        # a typo must not wait for the first evaluation to surface (the recipe checks it)
+        self.recipe = Recipe(num_runs=num_runs, epochs=epochs, lr=lr, schedule=schedule)
         self.net = net
         self.precision = precision
         self.every_n_steps = every_n_steps
-        self.kwargs = dict(num_runs=num_runs, epochs=epochs, lr=lr, schedule=schedule)
         self.batch_size = batch_size
         self.results_path = results_path
         self.history: list[dict[str, Any]] = []
@@ -54,9 +54,9 @@ class EvaluateSyntheticCallback(L.Callback):
         # Default: the distiller's own architecture (re-initialised per run by the evaluator), so the
         # callback never needs the data's shape typed a second time.
         net = self.net if self.net is not None else pl_module.net
-        ev = SyntheticEvaluator(copy.deepcopy(net), seed=int(trainer.global_step), **self.kwargs)
+        runs = Runs(copy.deepcopy(net), self.recipe.but(seed=int(trainer.global_step))).to(pl_module.device)
         with torch.inference_mode(False), torch.enable_grad():
-            res = ev.fit_plain(
+            res = runs.fit(
                 syn.images.to(pl_module.device),
                 syn.labels.to(pl_module.device),
                 trainer.datamodule.test_dataloader(),
@@ -81,7 +81,7 @@ class EvaluateSyntheticCallback(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # lr="learned" needs a distiller that learns a student rate (PAD); say so before distilling,
         # not after every_n_steps iterations of work.
-        if self.kwargs["lr"] == LEARNED:
+        if self.recipe.lr == LEARNED:
             extra = pl_module.export_extra() if hasattr(pl_module, "export_extra") else None
             resolve_lr(LEARNED, extra, f"{type(pl_module).__name__}.export_extra()")
 

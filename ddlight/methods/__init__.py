@@ -2,7 +2,6 @@
 
 from ddlight.methods.baseline import Baseline
 from ddlight.methods.distiller import Distiller
-from ddlight.methods.evaluator import SyntheticEvaluator
 from ddlight.methods.gradient import DC, DSA
 from ddlight.methods.matching import DM, DataDAM
 from ddlight.methods.trajectory import DATM, MTT, PAD, ExpertBuffer, Experts
@@ -23,5 +22,4 @@ __all__ = [
     "Distiller",
     "ExpertBuffer",
     "Experts",
-    "SyntheticEvaluator",
 ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 # Every score ddlight reports, in the order logs and tables show them: the one list a new score joins (its
-# formula below, its computation in ddlight.methods.scoring.score); results files, the log line, TensorBoard
-# and the report's columns follow it.
+# formula below, its computation in ddlight.evaluation.scoring.score); results files, the log line,
+# TensorBoard and the report's columns follow it.
 SCORES: tuple[str, ...] = ("HLR", "IOR", "LRS", "ARS")
 # The scores a report may rank sets by (higher is better); HLR and IOR are gaps that feed them.
 RANKABLE: tuple[str, ...] = ("LRS", "ARS")

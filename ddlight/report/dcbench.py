@@ -10,7 +10,7 @@ DSA ``color_crop_cutout_flip_scale_rotate`` with one op per batch (``aug_mode 'S
 DSA's default magnitudes; ``convnet`` is ConvNet width 128, depth 3, ReLU, instance norm, average pooling;
 accuracy is plain accuracy on the real test set, reported as mean and (population) std over the 5 runs.
 ``configs/mnist/evaluate_dcbench.yaml`` is that protocol on ddlight's
-:class:`~ddlight.methods.SyntheticEvaluator`; :data:`PROTOCOL` below states it once more so a test can
+:class:`~ddlight.evaluation.SyntheticEvaluator`; :data:`PROTOCOL` below states it once more so a test can
 hold the YAML to it.
 
 The evaluator's ``schedule: reference`` with ``epochs: 1001`` is that loop, step for step

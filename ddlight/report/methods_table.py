@@ -16,7 +16,7 @@ SCORES_NOTE = (
     "training set under the same recipe; HLR = full - set (hard labels), IOR = set - random, LRS = "
     "(e^a - e^-1)/(e - e^-1) with a = w IOR - (1 - w) HLR, ARS likewise from the gaps to random with and "
     "without augmentation; each accuracy is the final epoch's, and no rate is chosen on test data "
-    "(ddlight/methods/scoring.py)."
+    "(ddlight/evaluation/scoring.py)."
 )
 
 

@@ -37,6 +37,7 @@ from ddlight.artifacts import (
     TAG_TEST_ACC,
     TAG_TRAIN_SECONDS,
 )
+from ddlight.evaluation.result import load_result
 from ddlight.ops.scores import SCORES
 
 
@@ -122,7 +123,7 @@ class EvalOut:
     epochs: int
     schedule: str
     architecture: str
-    # The scored protocol's figures (ddlight.methods.scoring), when the evaluation ran it: HLR, IOR, LRS,
+    # The scored protocol's figures (ddlight.evaluation.scoring), when the evaluation ran it: HLR, IOR, LRS,
     # ARS and the random-subset / full-data accuracies.
     scores: dict[str, Measured] = field(default_factory=dict)
 
@@ -136,7 +137,7 @@ SCORE_KEYS = {
 
 def read_eval(stage_dir: str | Path) -> EvalOut:
     path = Path(stage_dir) / RESULTS_FILE
-    data = json.loads(path.read_text())
+    data = load_result(path)
     return EvalOut(
         mean=json_value(path, RES_MEAN),
         std=json_value(path, RES_STD),

@@ -1,13 +1,17 @@
 """The evaluator against the authors' ``evaluate_synset`` (VICO-UoE/DatasetCondensation utils.py): from
 the fixture's weights and set, ``schedule: reference`` must end at their weights, logits and test accuracy
-(``python -m benchmarks.parity evaluator``), by ``fit_plain`` and by the Lightning path alike."""
+(``python -m benchmarks.parity evaluator``), by the plain loop (``Runs.fit``) and by the Lightning path
+alike."""
+
+import dataclasses
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.parity.evaluator import ROWS, ours, ours_evaluator
-from ddlight.methods.evaluator import lr_factor, reference_decay_epoch
+from benchmarks.parity.evaluator import ROWS, ours, ours_recipe
+from ddlight.evaluation import SyntheticEvaluator
+from ddlight.evaluation.recipe import lr_factor, reference_decay_epoch
 from tests.helpers.parity import assert_matches, load
 
 
@@ -47,7 +51,8 @@ def test_lightning_path_matches_the_authors_too():
     """The fresh optimizer at the decay is applied in on_train_epoch_start on this path: same weights."""
     fixture = load("evaluator")
     inputs = fixture["inputs"]
-    ev = ours_evaluator(inputs["config"], "reference")
+    net, recipe = ours_recipe(inputs["config"], "reference")
+    ev = SyntheticEvaluator(net, **dataclasses.asdict(recipe))
     ev.nets[0].load_state_dict(inputs["net"])
     L.Trainer(
         max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -1,11 +1,17 @@
-"""The evaluation recipe's learning rate: where the base rate comes from (a number, the set's learned
-``syn_lr``, or a search on the validation split) and how it decays over the epochs."""
+"""The evaluation recipe: how each network is trained on a set (a typed value shared by the Lightning
+evaluator, the plain loop, the scoring runs and the mid-distillation callback), where its base learning rate
+comes from (a number, the set's learned ``syn_lr``, or a search on the validation split) and how the rate
+decays over the epochs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from ddlight.ops.augment import DEFAULT_STRATEGY
 
 Schedule = Literal["step", "reference", "cosine", "none"]
 SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
@@ -51,3 +57,35 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
     return 1.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training every evaluation run follows. ``lr`` is a number, ``"learned"`` (the set's ``syn_lr``)
+    or ``"search"`` (chosen on a validation split by :func:`ddlight.evaluation.scoring.search_lr`)."""
+
+    num_runs: int = 5
+    epochs: int = 300
+    lr: float | Literal["learned", "search"] = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Schedule = "step"
+    dsa: bool = True
+    dsa_strategy: str = DEFAULT_STRATEGY
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.num_runs < 1:
+            raise ValueError(f"num_runs must be >= 1, got {self.num_runs}")
+        if self.lr not in (LEARNED, SEARCH):
+            resolve_lr(self.lr, None, "")  # any other string is refused here, before training
+
+    def but(self, **changes: Any) -> Recipe:
+        """The same recipe with ``changes`` (a baseline's rate, one run for a search, no augmentation)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))

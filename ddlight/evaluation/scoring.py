@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
 
 from ddlight.data.base import batch_loader
 from ddlight.data.subsets import random_subset, validation_split
 from ddlight.data.zca import tensor_sha256
-from ddlight.ops.scores import FORMULAS, SCORES, augmentation_robust, label_robust
+from ddlight.evaluation.recipe import LEARNED, SEARCH, Recipe
+from ddlight.evaluation.runs import Runs
+from ddlight.ops.scores import FORMULAS, augmentation_robust, label_robust
 from ddlight.utils.io import atomic_json_dump, atomic_torch_save
 
 # DD-Ranking's grid (``_hyper_param_search_for_*_label``); one network per rate, as there.
@@ -54,14 +55,6 @@ class Baselines:
     seed: int = 0
 
 
-def clone(evaluator: Any, **overrides: Any) -> Any:
-    """A fresh evaluator with ``evaluator``'s recipe (its own seeds, untrained networks) and ``overrides``."""
-    params = inspect.signature(type(evaluator).__init__).parameters
-    hp = {k: v for k, v in evaluator.hparams.items() if k in params and k != "net"}
-    hp.update(results_path=None, baselines=None, **overrides)
-    return type(evaluator)(copy.deepcopy(evaluator.net), **hp)
-
-
 class RealSplits:
     """The real training set split for scoring: validation indices and the pool everything else draws
     from, with loaders that normalise uint8 images a batch at a time."""
@@ -85,7 +78,8 @@ class RealSplits:
 
 
 def search_lr(
-    evaluator: Any,
+    net: nn.Module,
+    recipe: Recipe,
     images: torch.Tensor,
     labels: torch.Tensor,
     val_loader: Iterable,
@@ -96,8 +90,9 @@ def search_lr(
     ties). It is handed no test data: nothing here can select on it."""
     table: dict[str, float] = {}
     for lr in grid:
-        ev = clone(evaluator, lr=float(lr), num_runs=1)
-        res = ev.fit_plain(images, labels, val_loader, dataset)
+        res = Runs(copy.deepcopy(net), recipe.but(lr=float(lr), num_runs=1)).fit(
+            images, labels, val_loader, dataset
+        )
         table[f"{lr:g}"] = res["mean"]
     best = max(grid, key=lambda lr: table[f"{lr:g}"])  # max keeps the first of equal values
     return float(best), table
@@ -108,72 +103,82 @@ def _brief(res: dict[str, Any]) -> dict[str, Any]:
     return {k: res[k] for k in keys if k in res}
 
 
-def full_data_key(evaluator: Any, splits: RealSplits, recipe: dict[str, Any]) -> str:
+def full_data_key(net: nn.Module, splits: RealSplits, recipe: dict[str, Any]) -> str:
     """Digest of what a full-data result depends on: the data (identity, the pool's exact content), the
     architecture (its module tree) and the recipe."""
     real = splits.real
     pool = tensor_sha256(real.train_images[splits.pool], real.train_labels[splits.pool])
-    what = {"data": real.identity(), "pool": pool, "net": str(evaluator.net), "recipe": recipe}
+    what = {"data": real.identity(), "pool": pool, "net": str(net), "recipe": recipe}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def full_data(evaluator: Any, splits: RealSplits, cfg: Baselines, test_loader: Iterable) -> tuple[dict, Any]:
-    """The full-data result and its trained evaluator (the soft-label teacher), from the cache if there."""
-    hp = evaluator.hparams
-    runs = cfg.full_runs or hp.num_runs
-    recipe = {k: hp[k] for k in ("momentum", "weight_decay", "schedule", "dsa", "dsa_strategy", "seed")}
-    recipe.update(epochs=cfg.full_epochs or hp.epochs, num_runs=runs, lr=cfg.full_lr, batch_size=256)
-    ev = clone(evaluator, lr=cfg.full_lr, num_runs=runs, epochs=recipe["epochs"])
-    key = full_data_key(evaluator, splits, recipe)
+def full_data(
+    net: nn.Module, recipe: Recipe, splits: RealSplits, cfg: Baselines, test_loader: Iterable, dataset: str
+) -> tuple[dict, Runs]:
+    """The full-data result and its trained runs (the soft-label teacher), from the cache if there."""
+    runs = cfg.full_runs or recipe.num_runs
+    key_recipe = {
+        k: getattr(recipe, k) for k in ("momentum", "weight_decay", "schedule", "dsa", "dsa_strategy", "seed")
+    }
+    key_recipe.update(epochs=cfg.full_epochs or recipe.epochs, num_runs=runs, lr=cfg.full_lr, batch_size=256)
+    teacher = Runs(copy.deepcopy(net), recipe.but(lr=cfg.full_lr, num_runs=runs, epochs=key_recipe["epochs"]))
+    key = full_data_key(net, splits, key_recipe)
     base = Path(cfg.cache_dir) / key
     json_path, nets_path = base.with_suffix(".json"), base.with_suffix(".pt")
     if json_path.exists() and nets_path.exists():
-        ev.nets.load_state_dict(torch.load(nets_path, weights_only=True))
+        teacher.nets.load_state_dict(torch.load(nets_path, weights_only=True))
         res = json.loads(json_path.read_text())
-        return {**res, "cached": True, "cache_file": str(json_path)}, ev
+        return {**res, "cached": True, "cache_file": str(json_path)}, teacher
     real = splits.real
-    res = ev.fit_plain(
+    res = teacher.fit(
         real.train_images[splits.pool],
         real.train_labels[splits.pool],
         test_loader,
-        evaluator.dataset_name,
+        dataset,
         batch_size=256,
         normalize=real.normalize,
     )
-    res = {**_brief(res), "recipe": recipe, "images": len(splits.pool)}
-    atomic_torch_save(ev.nets.state_dict(), nets_path)
+    res = {**_brief(res), "recipe": key_recipe, "images": len(splits.pool)}
+    atomic_torch_save(teacher.nets.state_dict(), nets_path)
     atomic_json_dump(res, json_path)
-    return {**res, "cached": False, "cache_file": str(json_path)}, ev
+    return {**res, "cached": False, "cache_file": str(json_path)}, teacher
 
 
 @torch.inference_mode()
-def teacher_logits(teacher: Any, images: torch.Tensor) -> torch.Tensor:
+def teacher_logits(teacher: Runs, images: torch.Tensor) -> torch.Tensor:
     """Mean logits of the full-data networks: how DD-Ranking relabels its random subset for soft sets."""
     teacher.nets.eval()
     return torch.stack([net(images) for net in teacher.nets]).mean(0)
 
 
-def score(evaluator: Any, syn: Any, splits: RealSplits, test_loader: Iterable) -> dict[str, Any]:
-    """Every baseline run and the scores, for a set whose own (augmented) result is ``evaluator.results``."""
-    cfg: Baselines = evaluator.baselines
-    own = evaluator.results
+def score(
+    net: nn.Module,
+    recipe: Recipe,
+    own: dict[str, Any],
+    syn: Any,
+    splits: RealSplits,
+    test_loader: Iterable,
+    cfg: Baselines,
+    lr_grid: Sequence[float] = DEFAULT_LR_GRID,
+) -> dict[str, Any]:
+    """Every baseline run and the scores, for a set whose own (augmented) result is ``own`` (trained at
+    ``own["lr"]``): the same recipe on fresh networks, nothing called back."""
     ipc = syn.images.shape[0] // syn.num_classes
     soft = syn.labels.dim() == 2
-    lr = evaluator.base_lr
+    lr, dataset = own["lr"], syn.dataset
 
-    def run(images, labels, **overrides):
-        res = clone(evaluator, **overrides).fit_plain(images, labels, test_loader, evaluator.dataset_name)
-        return _brief(res)
+    def run(images, labels, **changes):
+        return _brief(
+            Runs(copy.deepcopy(net), recipe.but(**changes)).fit(images, labels, test_loader, dataset)
+        )
 
-    full, teacher = full_data(evaluator, splits, cfg, test_loader)
+    full, teacher = full_data(net, recipe, splits, cfg, test_loader, dataset)
     rand_x, rand_y = splits.subset(ipc, cfg.seed)
     if soft:
         rand_y = teacher_logits(teacher, rand_x)
     rand_lr, rand_search = lr, None
-    if evaluator.hparams.lr in ("learned", "search"):  # a learned rate belongs to its set: search one
-        rand_lr, rand_search = search_lr(
-            evaluator, rand_x, rand_y, splits.val_loader(), evaluator.lr_grid, evaluator.dataset_name
-        )
+    if recipe.lr in (LEARNED, SEARCH):  # a learned rate belongs to its set: search one
+        rand_lr, rand_search = search_lr(net, recipe, rand_x, rand_y, splits.val_loader(), lr_grid, dataset)
     runs = {
         "full": full,
         "random": run(rand_x, rand_y, lr=rand_lr),
@@ -198,21 +203,3 @@ def score(evaluator: Any, syn: Any, splits: RealSplits, test_loader: Iterable) -
         "baselines": asdict(cfg),
     }
     return {"scores": scores, "baselines": runs, "protocol": protocol, "formulas": FORMULAS}
-
-
-def add_scores(evaluator: Any, dm: Any) -> None:
-    """The scored protocol's runs (fresh networks, plain loops) and scores, into the evaluator's results
-    (and its results file), logged."""
-    with torch.inference_mode(False), torch.enable_grad():
-        extra = score(evaluator, dm.synthetic, evaluator.splits, dm.test_dataloader())
-    evaluator.results.update(extra)
-    if evaluator.hparams.results_path:
-        atomic_json_dump(evaluator.results, Path(evaluator.hparams.results_path), sort_keys=False)
-    s, runs = extra["scores"], extra["baselines"]
-    rank_zero_info(
-        f"[ddlight] scores: {' '.join(f'{k} {s[k]:.4f}' for k in SCORES)} "
-        f"(random subset {100 * runs['random']['mean']:.2f} %, full data {100 * runs['full']['mean']:.2f} %)"
-    )
-    if evaluator.logger is not None:
-        metrics = {f"eval/{k}": s[k] for k in SCORES}
-        evaluator.logger.log_metrics(metrics, evaluator.global_step)

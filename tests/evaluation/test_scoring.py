@@ -9,10 +9,10 @@ import lightning as L
 import pytest
 import torch
 
-import ddlight.methods.evaluator as evaluator_module
+import ddlight.evaluation.evaluator as evaluator_module
 from ddlight.data import SyntheticDataModule, SyntheticSet
-from ddlight.methods.evaluator import SyntheticEvaluator
-from ddlight.methods.scoring import Baselines
+from ddlight.evaluation import Recipe, Runs, SyntheticEvaluator
+from ddlight.evaluation.scoring import Baselines
 from tests.helpers.builders import TinyDigits, tiny_net
 
 
@@ -69,11 +69,11 @@ def test_lr_search_chooses_on_validation_and_never_reads_the_test_set(tmp_path, 
     real_search = evaluator_module.search_lr
     seen = {}
 
-    def watched_search(ev, images, labels, val_loader, grid, dataset):
+    def watched_search(net, recipe, images, labels, val_loader, grid, dataset):
         WatchedDigits.selecting = True
         try:
             seen["val"] = torch.cat([y for _, y in val_loader])
-            return real_search(ev, images, labels, val_loader, grid, dataset)
+            return real_search(net, recipe, images, labels, val_loader, grid, dataset)
         finally:
             WatchedDigits.selecting = False
 
@@ -119,6 +119,6 @@ def test_a_soft_set_is_scored_against_teacher_relabelled_random_images(tmp_path)
 
 
 def test_search_and_baselines_refuse_a_plain_loop_without_validation_data():
-    ev = SyntheticEvaluator(tiny_net(), lr="search")
+    ev = Runs(tiny_net(), Recipe(lr="search"))
     with pytest.raises(ValueError, match="needs a validation split"):
-        ev.fit_plain(torch.zeros(4, 1, 12, 12), torch.arange(4), [], "tinydigits")
+        ev.fit(torch.zeros(4, 1, 12, 12), torch.arange(4), [], "tinydigits")
