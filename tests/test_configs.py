@@ -44,7 +44,8 @@ def test_every_stage_config_parses_to_a_method_and_a_data_module(name):
 
 @pytest.mark.parametrize(("overlay", "base"), sorted(OVERLAY_BASE.items()))
 def test_every_overlay_parses_on_its_base(overlay, base):
-    assert module_class(_parse(base, overlay)).__module__.startswith(("ddlight.methods", "ddlight.evaluation"))
+    stage = module_class(_parse(base, overlay))
+    assert stage.__module__.startswith(("ddlight.methods", "ddlight.evaluation"))
 
 
 def test_datadam_paper_overlay_switches_code_values_to_the_table():

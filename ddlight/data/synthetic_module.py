@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -61,40 +62,10 @@ class SyntheticDataModule(L.LightningDataModule):
             return
         syn = SyntheticSet.load(self.path)
         self.real.setup()
-        self._check_matches(syn)
+        check_matches(syn, self.real, self.path)
         if self.labels == "hard" and syn.is_soft:
             syn = dataclasses.replace(syn, labels=syn.labels.argmax(1))
         self._synthetic = syn
-
-    def _check_matches(self, syn: SyntheticSet) -> None:
-        real = self.real
-        name = type(real).__name__
-
-        def mismatch(key: str, have: Any, want: Any, why: str = "") -> SyntheticSetError:
-            return SyntheticSetError(
-                f"synthetic set {self.path}: field '{key}' is {have} but the real data module {name} has "
-                f"{want}; {why or 'the set was distilled from other data or normalisation'} "
-                f"(set dataset={syn.dataset!r}, data module dataset={dataset_name(real)!r})"
-            )
-
-        ident = real.identity() if hasattr(real, "identity") else {}
-        checks: list[tuple[str, Any, Any, Callable[[Any, Any], bool], str]] = [
-            ("dataset", syn.dataset, dataset_name(real), lambda a, b: a == b, ""),
-            ("num_classes", syn.num_classes, real.num_classes, lambda a, b: a == b, ""),
-            ("channels", syn.channels, real.channels, lambda a, b: a == b, ""),
-            ("image_size", syn.image_size, tuple(real.image_size), lambda a, b: tuple(a) == tuple(b), ""),
-            ("mean", syn.mean, tuple(real.mean), _close, ""),
-            ("std", syn.std, tuple(real.std), _close, ""),
-            ("zca", _zca_text(syn.zca), _zca_text(ident.get("zca", {})), lambda a, b: a == b, ZCA_HINT),
-        ]
-        # Files older than these fields carry none; a set that records them must agree.
-        if syn.class_names:
-            checks.append(("class_names", syn.class_names, ident.get("class_names"), _same, ""))
-        if syn.test_sha256:
-            checks.append(("test_sha256", syn.test_sha256, ident.get("test_sha256"), _same, DIGEST_HINT))
-        for key, have, want, ok, why in checks:
-            if not ok(have, want):
-                raise mismatch(key, have, want, why)
 
     @property
     def synthetic(self) -> SyntheticSet:
@@ -162,3 +133,36 @@ def _zca_text(zca: dict) -> str:
     if not zca:
         return "off"
     return f"reg={float(zca['reg']):g} fitted on {str(zca.get('fit_sha256', '?'))[:12]}"
+
+
+def check_matches(syn: SyntheticSet, real: RealDataModule, path: str | Path) -> None:
+    """Refuse a set distilled from other data: dataset, classes, shape, normalisation, whitening, and the
+    class names and test-set digest where the set records them. One line naming ``path``, the field, both
+    values and the likely cause."""
+    name = type(real).__name__
+
+    def mismatch(key: str, have: Any, want: Any, why: str = "") -> SyntheticSetError:
+        return SyntheticSetError(
+            f"synthetic set {path}: field '{key}' is {have} but the real data module {name} has "
+            f"{want}; {why or 'the set was distilled from other data or normalisation'} "
+            f"(set dataset={syn.dataset!r}, data module dataset={dataset_name(real)!r})"
+        )
+
+    ident = real.identity()
+    checks: list[tuple[str, Any, Any, Callable[[Any, Any], bool], str]] = [
+        ("dataset", syn.dataset, dataset_name(real), lambda a, b: a == b, ""),
+        ("num_classes", syn.num_classes, real.num_classes, lambda a, b: a == b, ""),
+        ("channels", syn.channels, real.channels, lambda a, b: a == b, ""),
+        ("image_size", syn.image_size, tuple(real.image_size), lambda a, b: tuple(a) == tuple(b), ""),
+        ("mean", syn.mean, tuple(real.mean), _close, ""),
+        ("std", syn.std, tuple(real.std), _close, ""),
+        ("zca", _zca_text(syn.zca), _zca_text(ident.get("zca", {})), lambda a, b: a == b, ZCA_HINT),
+    ]
+    # Files older than these fields carry none; a set that records them must agree.
+    if syn.class_names:
+        checks.append(("class_names", syn.class_names, ident.get("class_names"), _same, ""))
+    if syn.test_sha256:
+        checks.append(("test_sha256", syn.test_sha256, ident.get("test_sha256"), _same, DIGEST_HINT))
+    for key, have, want, ok, why in checks:
+        if not ok(have, want):
+            raise mismatch(key, have, want, why)

@@ -8,33 +8,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from ddlight.data.base import RealDataModule, dataset_name
+from ddlight.data.base import RealDataModule
 from ddlight.data.synthetic import SyntheticSet
+from ddlight.data.synthetic_module import check_matches
 from ddlight.utils.classwise import sample_per_class
 
 
 def images_from(path: str, dm: RealDataModule, ipc: int) -> torch.Tensor:
-    """``path``'s images, refused unless they are this run's set: same dataset and normalisation, and
+    """``path``'s images, refused unless they are this run's set: the data module's data and
+    normalisation (:func:`~ddlight.data.synthetic_module.check_matches`, as for an evaluated set), and
     ``ipc`` images of every class in class-major order (what ``labels`` assumes)."""
     syn = SyntheticSet.load(path)
+    check_matches(syn, dm, path)
     k = dm.num_classes
-    want = (k * ipc, dm.channels, *dm.image_size)
-    labels = torch.arange(k).repeat_interleave(ipc)
-    found, expected = [], []
-    if syn.dataset != dataset_name(dm):
-        found.append(f"dataset {syn.dataset!r}"), expected.append(repr(dataset_name(dm)))
-    if tuple(syn.images.shape) != want:
-        found.append(f"images {tuple(syn.images.shape)}"), expected.append(f"{want} (ipc {ipc})")
-    elif not torch.equal(syn.hard_labels.cpu(), labels):
-        found.append("labels not class-major"), expected.append(f"{ipc} per class, class 0 first")
-    if not torch.allclose(torch.tensor(syn.mean), torch.tensor(dm.mean)) or not torch.allclose(
-        torch.tensor(syn.std), torch.tensor(dm.std)
+    if syn.images.shape[0] != k * ipc or not torch.equal(
+        syn.hard_labels.cpu(), torch.arange(k).repeat_interleave(ipc)
     ):
-        found.append(f"mean/std {syn.mean}/{syn.std}"), expected.append(f"{dm.mean}/{dm.std}")
-    if found:
         raise ValueError(
-            f"init_from must be a set of this run's data and size: {path} has {', '.join(found)}; "
-            f"expected {', '.join(expected)}"
+            f"init_from must be a set of this run's size: {path} has {syn.images.shape[0]} images "
+            f"(labels {syn.hard_labels.bincount(minlength=k).tolist()} per class); expected {k * ipc} "
+            f"(ipc {ipc}), {ipc} per class, class 0 first"
         )
     return syn.images.detach().float().clone()
 

@@ -125,11 +125,15 @@ def test_init_from_starts_from_a_saved_set_and_refuses_one_of_another_size(tmp_p
     syn.save(tmp_path / "start.pt")
     imgs = small_model(init_from=str(tmp_path / "start.pt")).initial_images(dm)
     assert torch.equal(imgs, syn.images)  # the saved images exactly, not a draw
-    with pytest.raises(ValueError, match=r"images \(20, 1, 28, 28\); expected \(30, 1, 28, 28\) \(ipc 3\)"):
+    with pytest.raises(
+        ValueError, match=r"has 20 images \(labels \[2, 2, .*\] per class\); expected 30 \(ipc 3\)"
+    ):
         small_model(ipc=3, init_from=str(tmp_path / "start.pt")).initial_images(dm)
     syn.dataset, syn.mean = "fashionmnist", (0.2861,)
     syn.save(tmp_path / "other.pt")
-    with pytest.raises(ValueError, match=r"has dataset 'fashionmnist', mean/std .*; expected 'mnist'"):
+    with pytest.raises(
+        ValueError, match=r"other.pt: field 'dataset' is fashionmnist but the real data module"
+    ):
         small_model(init_from=str(tmp_path / "other.pt")).initial_images(dm)
 
 
