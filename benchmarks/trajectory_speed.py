@@ -7,12 +7,20 @@ Timing does not depend on the expert's values, so the start and target parameter
 and a small perturbation of them; ``--profile`` prints torch.profiler's table of the whole-graph path.
 
     python benchmarks/trajectory_speed.py --ipc 1 10 50 --syn-steps 20 [--budget-mb 500] [--profile]
+
+``--rss`` runs each path in a process of its own, alternating (whole, budget, whole, budget, ...), and prints
+each one's peak resident memory beside its time: what a distillation's peak is made of, without the data
+module and the expert buffer (tens of MB for MNIST). ``--budget-mb`` defaults to the distillers' default.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -22,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ddlight.data import MNISTDataModule
 from ddlight.methods.trajectory import unroll
 from ddlight.methods.trajectory.buffer import flatten_parameters, parameter_layout, unflatten_parameters
+from ddlight.methods.trajectory.unroll import DEFAULT_MEMORY_BUDGET_MB
 from ddlight.models import ConvNet
 from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import matching_loss
@@ -69,14 +78,66 @@ def iteration_gflop(run, start, target, learned, plan) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def single(ipc: int, syn_steps: int, segments: int, repeats: int) -> None:
+    """One path alone in this process: its best time and the process's peak RSS, as one JSON line."""
+    run, start, target, learned, plan = setup(ipc, syn_steps)
+    iteration(run, start, target, learned, plan, segments)  # warm-up
+    seconds = min(iteration(run, start, target, learned, plan, segments)[0] for _ in range(repeats))
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+    print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb}))
+
+
+def rss_rows(a: argparse.Namespace) -> None:
+    print(f"{'IPC':>4} {'path':>22} {'s/iter':>8} {'peak RSS GB':>12} {'time vs whole':>14}")
+    for ipc in a.ipc:
+        run, start, target, learned, plan = setup(ipc, a.syn_steps)
+        one = functools.partial(
+            run, start.clone().requires_grad_(True), learned["images"], learned["labels"], learned["syn_lr"],
+            [(plan.batches[0], plan.augs[0])],
+        )  # fmt: skip
+        segments = unroll.budget_segments(one, a.syn_steps, a.budget_mb)
+        del run, start, target, learned, plan, one
+        paths = {"whole graph": 0, f"budget: {segments} segment(s)": segments}
+        best: dict[str, dict] = {}
+        for _ in range(a.rounds):  # alternated, so a neighbour's load falls on both paths alike
+            for name, s in paths.items():
+                cmd = [sys.executable, __file__, "--single", f"{ipc}:{a.syn_steps}:{s}:{a.repeats}"]
+                out = json.loads(
+                    subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+                )
+                if name not in best or out["seconds"] < best[name]["seconds"]:
+                    best[name] = {
+                        **out,
+                        "peak_rss_gb": max(out["peak_rss_gb"], best.get(name, out)["peak_rss_gb"]),
+                    }
+        t0 = best["whole graph"]["seconds"]
+        for name, r in best.items():
+            ratio = r["seconds"] / t0
+            print(f"{ipc:>4} {name:>22} {r['seconds']:>8.3f} {r['peak_rss_gb']:>12.2f} {ratio:>13.3f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--syn-steps", type=int, default=20)
-    ap.add_argument("--budget-mb", type=float, default=500.0, help="memory_budget_mb of the segmented path")
+    ap.add_argument(
+        "--budget-mb",
+        type=float,
+        default=DEFAULT_MEMORY_BUDGET_MB,
+        help="memory_budget_mb of the segmented path",
+    )
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--rss", action="store_true", help="each path in its own process, with its peak RSS")
+    ap.add_argument("--rounds", type=int, default=2, help="--rss: alternated rounds per path")
+    ap.add_argument("--single", help=argparse.SUPPRESS)  # ipc:syn_steps:segments:repeats, for --rss
     a = ap.parse_args()
+    if a.single:
+        single(*(int(v) for v in a.single.split(":")))
+        return
+    if a.rss:
+        rss_rows(a)
+        return
     threads = torch.get_num_threads()
     print(f"ConvNet-3 w128, MNIST-shaped, {a.syn_steps} student steps, DSA, soft labels; threads {threads}")
     head = "max |grad diff| images / labels / syn_lr"

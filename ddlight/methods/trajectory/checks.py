@@ -17,7 +17,7 @@ def check_args(
     expert_epochs: int,
     batch_syn: int | None,
     label_experts: int | None,
-    checkpoint_segments: int,
+    checkpoint_segments: int | None,
     memory_budget_mb: float | None = None,
 ) -> None:
     """Argument checks, at construction rather than after the buffer has been read."""
@@ -27,24 +27,17 @@ def check_args(
         raise ValueError(f"need syn_steps >= 0 and expert_epochs >= 1, got {syn_steps}, {expert_epochs}")
     if batch_syn is not None and batch_syn < 1:
         raise ValueError(f"batch_syn must be >= 1 or None, got {batch_syn}")
-    if checkpoint_segments < 0:
+    if checkpoint_segments is not None and checkpoint_segments < 0:
         raise ValueError(f"checkpoint_segments must be >= 0, got {checkpoint_segments}")
     if label_experts is not None and label_experts < 1:
         raise ValueError(f"label_experts must be >= 1 or None, got {label_experts}")
     check_budget(checkpoint_segments, memory_budget_mb)
 
 
-def check_budget(checkpoint_segments: int, memory_budget_mb: float | None) -> None:
-    """Segments come either as a count or from a memory budget, never both."""
-    if memory_budget_mb is None:
-        return
-    if memory_budget_mb <= 0:
+def check_budget(checkpoint_segments: int | None, memory_budget_mb: float | None) -> None:
+    """Segments come as a count (``checkpoint_segments``, which then wins) or from a memory budget."""
+    if memory_budget_mb is not None and memory_budget_mb <= 0:
         raise ValueError(f"memory_budget_mb must be > 0 (MB of unrolled graph), got {memory_budget_mb}")
-    if checkpoint_segments:
-        raise ValueError(
-            f"set checkpoint_segments ({checkpoint_segments}) or memory_budget_mb ({memory_budget_mb}), not "
-            "both: the budget chooses the segment count"
-        )
 
 
 def check_settings(net: nn.Module, s: SimpleNamespace, where: str) -> None:

@@ -130,6 +130,12 @@ def unroll_student(
     return flat
 
 
+# MB of unrolled graph a trajectory distiller keeps by default: MNIST IPC 10 at 20 student steps (about 300 MB
+# a step, 6 GB whole) runs in 4 recomputed segments, a few GB of peak memory on a 24 GB machine
+# (docs/performance.md); a graph that fits is kept whole.
+DEFAULT_MEMORY_BUDGET_MB = 2048.0
+
+
 def segments_for_budget(step_mb: float, steps: int, budget_mb: float) -> int:
     """The fewest recomputed segments whose largest one keeps at most ``budget_mb`` of graph (0: the
     whole unrolled graph fits, nothing is recomputed). A segment holds at least one step, so a budget

@@ -156,14 +156,14 @@ def test_segments_by_hand_from_a_memory_budget():
     assert segments_for_budget(step_mb=10.0, steps=8, budget_mb=80.0) == 0  # everything fits
     assert segments_for_budget(10.0, 8, 30.0) == 3  # 3 steps per segment -> 3 segments
     assert segments_for_budget(10.0, 8, 5.0) == 8  # below one step: one step per segment
-    with pytest.raises(ValueError, match="not both"):
-        make_pad(Path("unused"), checkpoint_segments=2, memory_budget_mb=100.0)
     with pytest.raises(ValueError, match="memory_budget_mb must be > 0"):
         make_pad(Path("unused"), memory_budget_mb=0.0)
 
 
 def test_a_memory_budget_chooses_segments_and_keeps_the_gradients(buffer_dir, tmp_path):
-    model = make_pad(buffer_dir, syn_steps=6, dsa_strategy="color_crop_cutout_scale_rotate")
+    model = make_pad(
+        buffer_dir, syn_steps=6, dsa_strategy="color_crop_cutout_scale_rotate", memory_budget_mb=None
+    )
     fit(model, 0, tmp_path)
     plan = plan_of(model)
     whole, whole_mb = model.iteration_loss(plan)
@@ -174,6 +174,16 @@ def test_a_memory_budget_chooses_segments_and_keeps_the_gradients(buffer_dir, tm
     assert model._budget_segments == 3 and budget_mb < whole_mb / 2
     torch.testing.assert_close(budgeted, whole)
     torch.testing.assert_close(g_budget, g_whole, rtol=1e-4, atol=1e-7)
+    model.settings.checkpoint_segments = 0  # a count, when given, wins over the budget
+    assert model.iteration_loss(plan)[1] == pytest.approx(whole_mb, rel=1e-3)  # the whole graph again
+
+
+def test_by_default_a_graph_that_fits_is_kept_whole(buffer_dir, tmp_path):
+    model = make_pad(buffer_dir, syn_steps=6, dsa_strategy="color_crop_cutout_scale_rotate")
+    assert model.settings.checkpoint_segments is None and model.settings.memory_budget_mb == 2048.0
+    fit(model, 0, tmp_path)
+    model.iteration_loss(plan_of(model))
+    assert model._budget_segments == 0 and model._segments == 0
 
 
 def test_training_lowers_the_loss_and_exports(buffer_dir, tmp_path):
