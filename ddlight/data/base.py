@@ -79,6 +79,16 @@ def batch_loader(
     return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None)
 
 
+def check_episode(real: torch.Tensor, num_classes: int, batch_real: int, who: str) -> None:
+    """Refuse a real batch that is not ``batch_real`` per class (the episodes below)."""
+    expected = num_classes * batch_real
+    if real.shape[0] != expected:
+        raise ValueError(
+            f"{who} expects class-balanced episodes of batch_real={batch_real} per class "
+            f"({expected} images); got {real.shape[0]}. Set data.init_args.episode_per_class to {batch_real}."
+        )
+
+
 class ClassBalancedEpisodes(IterableDataset):
     """Endless class-balanced episodes of real images: ``n`` per class, all classes in one tensor.
 

@@ -2,7 +2,6 @@
 the reader name the same fields. A JSON object on disk, a ``dict`` in memory (the keys of ``artifacts.RES_*``
 among them); the optional parts appear when their protocol ran."""
 
-
 import json
 from pathlib import Path
 from typing import Any, TypedDict

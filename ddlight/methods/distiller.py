@@ -339,16 +339,6 @@ class Distiller(L.LightningModule, ABC):
             rank_zero_info(f"[ddlight] synthetic set written to {path}")
         self.log_grid()
 
-    def check_episode(self, real: torch.Tensor) -> None:
-        """Refuse a real batch that is not ``batch_real`` per class (the matching methods' episodes)."""
-        expected = self.num_classes * self.hparams.batch_real
-        if real.shape[0] != expected:
-            raise ValueError(
-                f"{type(self).__name__} expects class-balanced episodes of "
-                f"batch_real={self.hparams.batch_real} per class ({expected} images); got {real.shape[0]}. "
-                f"Set data.init_args.episode_per_class to {self.hparams.batch_real}."
-            )
-
     # ------------------------------------------------------------------------------------ tensorboard
     @rank_zero_only
     def log_grid(self) -> None:

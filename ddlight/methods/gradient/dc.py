@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from ddlight.data.base import check_episode
 from ddlight.methods.distiller import Distiller, Init
 from ddlight.models.checks import check_num_classes, refuse_compiled_graphs
 from ddlight.models.init import mix_seed, reinitialize
@@ -223,7 +224,7 @@ class DC(Distiller):
     # ------------------------------------------------------------------------------------------ step
     def distill_losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         real, real_labels = batch
-        self.check_episode(real)
+        check_episode(real, self.num_classes, self.hparams.batch_real, type(self).__name__)
         self._position = int(self.global_step) % self.outer_loop
         if self._position == 0:
             self._fresh_network()

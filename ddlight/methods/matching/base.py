@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ddlight.data.base import check_episode
 from ddlight.methods.distiller import Distiller
 from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed, reinitialize
@@ -74,6 +75,6 @@ class RandomNetworkMatching(Distiller):
     # ------------------------------------------------------------------------------------------ step
     def distill_losses(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         real, real_labels = batch
-        self.check_episode(real)
+        check_episode(real, self.num_classes, self.hparams.batch_real, type(self).__name__)
         self._fresh_network()
         return self.losses(real, real_labels)

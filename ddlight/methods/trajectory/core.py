@@ -96,8 +96,8 @@ from ddlight.methods.trajectory.unroll import (
     DEFAULT_MEMORY_BUDGET_MB,
     IterationPlan,
     SavedBytes,
-    budget_segments,
     minibatch_schedule,
+    segments_from_budget,
     student_steps,
     unroll_student,
 )
@@ -333,14 +333,9 @@ class TrajectoryMatching(Distiller):
         hp = self.settings
         by_budget = hp.checkpoint_segments is None and hp.memory_budget_mb is not None
         if by_budget and self._budget_segments is None:
-            first = [(plan.batches[0], plan.augs[0])]
-
-            def one() -> torch.Tensor:
-                return run(
-                    start.detach().clone().requires_grad_(True), self.images, labels, self.syn_lr, first
-                )
-
-            self._budget_segments = budget_segments(one, hp.syn_steps, hp.memory_budget_mb)
+            self._budget_segments = segments_from_budget(
+                run, start, plan, self.images, labels, self.syn_lr, hp.memory_budget_mb
+            )
         segments = self._budget_segments if by_budget else (hp.checkpoint_segments or 0)
         self._segments = segments
         return unroll_student(run, start, plan, self.images, labels, self.syn_lr, segments)

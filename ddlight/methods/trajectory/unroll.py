@@ -160,6 +160,24 @@ def budget_segments(one_step: Callable[[], Any], steps: int, budget_mb: float) -
     return segments
 
 
+def segments_from_budget(
+    run: Callable[..., torch.Tensor],
+    start: torch.Tensor,
+    plan: IterationPlan,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lr: torch.Tensor,
+    budget_mb: float,
+) -> int:
+    """:func:`budget_segments` for ``plan``: its first student step from ``start``, measured once."""
+    first = [(plan.batches[0], plan.augs[0])]
+
+    def one() -> torch.Tensor:
+        return run(start.detach().clone().requires_grad_(True), images, labels, lr, first)
+
+    return budget_segments(one, len(plan.batches), budget_mb)
+
+
 def _shadow_pack(t: torch.Tensor) -> torch.Tensor:
     return t.detach()
 
