@@ -91,12 +91,10 @@ def rss_rows(a: argparse.Namespace) -> None:
     print(f"{'IPC':>4} {'path':>22} {'s/iter':>8} {'peak RSS GB':>12} {'time vs whole':>14}")
     for ipc in a.ipc:
         run, start, target, learned, plan = setup(ipc, a.syn_steps)
-        one = functools.partial(
-            run, start.clone().requires_grad_(True), learned["images"], learned["labels"], learned["syn_lr"],
-            [(plan.batches[0], plan.augs[0])],
-        )  # fmt: skip
-        segments = unroll.budget_segments(one, a.syn_steps, a.budget_mb)
-        del run, start, target, learned, plan, one
+        segments = unroll.segments_from_budget(
+            run, start, plan, learned["images"], learned["labels"], learned["syn_lr"], a.budget_mb
+        )
+        del run, start, target, learned, plan
         paths = {"whole graph": 0, f"budget: {segments} segment(s)": segments}
         best: dict[str, dict] = {}
         for _ in range(a.rounds):  # alternated, so a neighbour's load falls on both paths alike
@@ -144,11 +142,9 @@ def main() -> None:
     print(f"{'IPC':>4} {'path':>22} {'s/iter':>8} {'graph MB':>9} {head:>44}")
     for ipc in a.ipc:
         run, start, target, learned, plan = setup(ipc, a.syn_steps)
-        one = functools.partial(
-            run, start.clone().requires_grad_(True), learned["images"], learned["labels"], learned["syn_lr"],
-            [(plan.batches[0], plan.augs[0])],
-        )  # fmt: skip
-        segments = unroll.budget_segments(one, a.syn_steps, a.budget_mb)
+        segments = unroll.segments_from_budget(
+            run, start, plan, learned["images"], learned["labels"], learned["syn_lr"], a.budget_mb
+        )
         results = {}
         for name, s in (("whole graph", 0), (f"budget: {segments} segment(s)", segments)):
             iteration(run, start, target, learned, plan, s)  # warm-up

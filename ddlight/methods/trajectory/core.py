@@ -17,38 +17,8 @@ Each step:
 3. loss = ||theta_N - theta_{t+M}||^2 / ||theta_t - theta_{t+M}||^2 over the parameters kept, and
    backpropagate through all N steps into the images, the soft labels and ``syn_lr``.
 
-Reference code followed (NUS-HPC-AI-Lab/PAD ``distill/PAD.py``, and the ``distill/PAD_depth.py`` of its
-history, which is the version that implements the paper's masking and matches the ``depth_ratio`` keys of
-its ``configs/*/ConvIN/IPC*.yaml``; NUS-HPC-AI-Lab/DATM ``distill/DATM.py``; GeorgeCazenavette/
-mtt-distillation ``distill.py`` and ``reparam_module.py``):
-
-==============================  ==========================================================================
-reference                       here
-==============================  ==========================================================================
-``ReparamModule`` flat params   ``torch.func.functional_call`` on views of one flat vector
-``syn_lr`` linear, SGD          ``syn_lr`` parameter, linear, no clamp (the references clamp nothing)
-  ``lr_lr``, momentum 0.5
-images SGD ``lr_img``, mom 0.5  same, one optimizer with three parameter groups
-labels SGD ``lr_y``,            ``lr_label``, ``momentum_label``
-  ``Momentum_y``
-``SoftCrossEntropy``            :func:`ddlight.ops.losses.soft_or_hard_ce` (same formula)
-``pix_init:                     ``init: real``: per class, random real images the label expert classifies
-  samples_predicted_correctly``   correctly; soft labels = mean logits of the experts that classify each
-                                  image correctly, at epoch ``label_expert_epoch`` (``Label_Model_Timestamp``)
-minibatches: ``randperm``       same schedule (chunks of a permutation, taken from the end, refilled)
-  chunks, ``pop()``
-``DiffAugment`` per step        :class:`~ddlight.ops.augment.DSA`, one op per batch, per-sample parameters
-``Upper_Bound`` (Sequential_    ``max_start_bound``: ``current_max + int((max - current_max) * it /
-  Generation)                     max_start_epoch_growth_steps)``, capped; start ``~ randint(min, bound)``
-                                  with the bound exclusive, as ``np.random.randint``
-``depth_ratio`` (PAD_depth.py)  :func:`.fiem_mask`: the first ``int(depth_ratio * P)`` entries of the flat
-                                  parameter vector (shallow layers, ``named_parameters`` order) leave both
-                                  norms; default per IPC from PAD's CIFAR-10 configs (:data:`.DEPTH_RATIOS`)
-``loss_ratio`` (released        ``loss_ratio``: :func:`.loss_ratio_mask`, the ``int(loss_ratio * P)`` entries
-  ``distill/PAD.py``)             closest to the target leave both norms, chosen anew each iteration
-``threshold``: no update when   ``loss_threshold`` (same rule, applied without a host sync)
-  the loss exceeds it
-==============================  ==========================================================================
+How each piece maps onto the reference code (PAD ``distill/PAD.py`` and ``PAD_depth.py``, DATM
+``distill/DATM.py``, MTT ``distill.py``): docs/parity.md, "Trajectory family".
 
 Deliberate differences:
 
@@ -86,6 +56,7 @@ from ddlight.methods.trajectory.buffer import (
 from ddlight.methods.trajectory.checks import check_settings
 from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, loss_ratio_mask, mask_summary
 from ddlight.methods.trajectory.labels import (
+    candidates,
     class_typical_labels,
     correctly_classified,
     expert_logits,
@@ -106,7 +77,6 @@ from ddlight.models.checks import check_num_classes
 from ddlight.models.init import mix_seed
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import matching_loss
-from ddlight.utils.classwise import class_index, sample_per_class
 from ddlight.utils.jsonable import jsonable
 from ddlight.utils.memory import peak_memory_mb
 
@@ -261,10 +231,7 @@ class TrajectoryMatching(Distiller):
         if not hp.soft_labels and (hp.init == "noise" or not self.init_correct):
             return super().initial_images(dm)
         k, ipc = dm.num_classes, hp.ipc
-        gen = torch.Generator().manual_seed(mix_seed(hp.seed, 17))
-        table, counts = class_index(dm.train_labels, k)
-        pool = min(int(counts.min()), max(hp.init_pool, 2 * ipc))
-        cand = self._normalize(dm, dm.train_images[sample_per_class(table, counts, pool, gen).flatten()])
+        cand, pool = candidates(dm, ipc, hp.init_pool, hp.seed, functools.partial(self._normalize, dm))
         experts = self.buffer.completed[: hp.label_experts] if hp.soft_labels else self.buffer.completed[:1]
         trainer = self.attached_trainer
         device = trainer.strategy.root_device if trainer is not None else cand.device

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from ddlight.methods.trajectory.buffer import ExpertBuffer
+from ddlight.models.init import mix_seed
+from ddlight.utils.classwise import class_index, sample_per_class
 
 
 @torch.no_grad()
@@ -43,6 +46,16 @@ def expert_logits(
         params = unflatten(row)
         out.append(torch.cat([functional_call(net, params, (c,)) for c in x.split(1024)]).float().cpu())
     return torch.stack(out)
+
+
+def candidates(
+    dm: Any, ipc: int, init_pool: int, seed: int, normalize: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, int]:
+    """``pool`` seeded real candidates per class (class-major, normalised) for the experts to label."""
+    gen = torch.Generator().manual_seed(mix_seed(seed, 17))
+    table, counts = class_index(dm.train_labels, dm.num_classes)
+    pool = min(int(counts.min()), max(init_pool, 2 * ipc))
+    return normalize(dm.train_images[sample_per_class(table, counts, pool, gen).flatten()]), pool
 
 
 def correctly_classified(correct: torch.Tensor, k: int, pool: int, ipc: int) -> tuple[torch.Tensor, int]:
