@@ -21,9 +21,10 @@ def images_from(path: str, dm: RealDataModule, ipc: int) -> torch.Tensor:
     syn = SyntheticSet.load(path)
     check_matches(syn, dm, path)
     k = dm.num_classes
-    if syn.images.shape[0] != k * ipc or not torch.equal(
-        syn.hard_labels.cpu(), torch.arange(k).repeat_interleave(ipc)
-    ):
+    # Soft labels are logits, not the class an image was drawn for (a misclassified start image has
+    # another argmax): only their count is checked.
+    arranged = syn.is_soft or torch.equal(syn.hard_labels.cpu(), torch.arange(k).repeat_interleave(ipc))
+    if syn.images.shape[0] != k * ipc or not arranged:
         raise ValueError(
             f"init_from must be a set of this run's size: {path} has {syn.images.shape[0]} images "
             f"(labels {syn.hard_labels.bincount(minlength=k).tolist()} per class); expected {k * ipc} "

@@ -44,6 +44,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from ddlight.data.base import dataset_name
+from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.distiller import Distiller, Init
 from ddlight.methods.trajectory.buffer import (
     ExpertBuffer,
@@ -165,13 +166,14 @@ class TrajectoryMatching(Distiller):
         export_dir: str | None = None,
         checkpoint_every: int = 50,
         check_every: int = 10,
+        init_from: str | None = None,
     ) -> None:
         # MTT/DATM fix some arguments and leave them out of their signatures (so out of hparams, what a
         # checkpoint re-instantiates from); ``settings`` is every argument the method runs with.
         settings = SimpleNamespace(
             **{k: v for k, v in locals().items() if k not in ("self", "__class__", "net")}
         )
-        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every)
+        super().__init__(ipc, init, seed, grid_every, export_dir, checkpoint_every, check_every, init_from)
         check_settings(net, settings, type(self).__name__)
         self.settings = settings
         self.depth_ratio = default_depth_ratio(ipc) if depth_ratio is None else float(depth_ratio)
@@ -228,17 +230,13 @@ class TrajectoryMatching(Distiller):
     def initial_images(self, dm: Any) -> torch.Tensor:
         """Initial images, and (stashed for ``setup``) the soft labels that go with them."""
         hp = self.settings
+        if self.hparams.get("init_from"):
+            return self._given_start(dm)
         if not hp.soft_labels and (hp.init == "noise" or not self.init_correct):
             return super().initial_images(dm)
         k, ipc = dm.num_classes, hp.ipc
         cand, pool = candidates(dm, ipc, hp.init_pool, hp.seed, functools.partial(self._normalize, dm))
-        experts = self.buffer.completed[: hp.label_experts] if hp.soft_labels else self.buffer.completed[:1]
-        trainer = self.attached_trainer
-        device = trainer.strategy.root_device if trainer is not None else cand.device
-        logits = expert_logits(  # (E, K * pool, K)
-            self.net, self.buffer, self._unflatten, cand, experts, hp.label_expert_epoch, device
-        )
-        correct = logits.argmax(-1) == torch.arange(k).repeat_interleave(pool)  # (E, K * pool)
+        logits, correct = self._expert_logits(cand, torch.arange(k).repeat_interleave(pool))
         if hp.init == "noise":
             images = super().initial_images(dm)
             self._pending_logits = class_typical_labels(logits, correct, k, pool, ipc)
@@ -248,11 +246,36 @@ class TrajectoryMatching(Distiller):
         if wrong:
             rank_zero_warn(
                 f"{type(self).__name__} init: {wrong} of {k * ipc} initial images are misclassified by "
-                f"expert {experts[0]} (fewer than ipc={ipc} correct among {pool} candidates of some class); "
+                f"expert {self.buffer.completed[0]} (fewer than ipc={ipc} correct among {pool} candidates of "
+                "some class); "
                 "raise init_pool"
             )
         self._pending_logits = mean_where(logits[:, rows], correct[:, rows])
         return cand[rows].clone()
+
+    def _expert_logits(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E, N, K) logits of the label experts on ``images`` and (E, N) whether each is right."""
+        hp = self.settings
+        experts = self.buffer.completed[: hp.label_experts] if hp.soft_labels else self.buffer.completed[:1]
+        trainer = self.attached_trainer
+        device = trainer.strategy.root_device if trainer is not None else images.device
+        logits = expert_logits(
+            self.net, self.buffer, self._unflatten, images, experts, hp.label_expert_epoch, device
+        )
+        return logits, logits.argmax(-1).cpu() == labels
+
+    def _given_start(self, dm: Any) -> torch.Tensor:
+        """``init_from`` as given, not redrawn (a start shared with the authors' code): its images, its
+        logits, or for hard labels the logits of the experts that classify each image correctly."""
+        images = super().initial_images(dm)
+        if self.settings.soft_labels:
+            given = SyntheticSet.load(self.hparams.init_from)
+            if given.is_soft:
+                self._pending_logits = given.labels.float().clone()
+            else:
+                logits, correct = self._expert_logits(images, given.labels.cpu())
+                self._pending_logits = mean_where(logits, correct)
+        return images
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)

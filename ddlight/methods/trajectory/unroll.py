@@ -118,12 +118,14 @@ def unroll_student(
 ) -> torch.Tensor:
     """The student after ``len(plan.batches)`` differentiable SGD steps from ``start``, ``run`` being
     :func:`student_steps` bound to a network, its augmentation and parameter layout; ``segments > 0``
-    recomputes the graph segment by segment in the backward pass instead of keeping it."""
+    recomputes the graph segment by segment in the backward pass instead of keeping it. The last
+    segment keeps its graph: the backward pass starts there at once, so recomputing it would cost a
+    segment's forward and save no peak memory (its graph is freed before the next one is rebuilt)."""
     steps = list(zip(plan.batches, plan.augs, strict=True))
     flat = start.detach().clone().requires_grad_(True)
     bounds = segment_bounds(len(steps), segments)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        if segments > 0:
+        if segments > 0 and b < len(steps):
             flat = _RecomputedSegment.apply(run, steps[a:b], flat, images, labels, lr)
         else:
             flat = run(flat, images, labels, lr, steps[a:b])

@@ -54,3 +54,28 @@ def test_resume_reaches_the_same_set(buffer_dir, tmp_path):
     assert resumed.global_step == 3
     for name in ("images", "label_logits", "syn_lr"):
         torch.testing.assert_close(getattr(resumed, name), getattr(straight, name), rtol=1e-5, atol=1e-6)
+
+
+def test_init_from_is_the_start_as_given_with_its_soft_or_the_experts_labels(buffer_dir, tmp_path):
+    """A shared start (the parity harness hands both implementations one set) is taken, not redrawn."""
+    from ddlight.data.synthetic import SyntheticSet
+
+    first = make_method(DATM, buffer_dir, export_dir=str(tmp_path / "a"), seed=3)
+    fit(first, 0, tmp_path)
+    given = SyntheticSet.load(tmp_path / "a" / "synthetic.pt")
+    # rolled: the last image's logits on the first, so the argmaxes are no longer class-major (a start
+    # holding a misclassified image), which a soft start may be
+    given.labels = given.labels.roll(1, 0)
+    assert not torch.equal(given.hard_labels, first.labels)
+    given.save(tmp_path / "soft.pt")
+    again = make_method(DATM, buffer_dir, init_from=str(tmp_path / "soft.pt"), seed=4)
+    fit(again, 0, tmp_path)
+    assert torch.equal(again.images.detach(), given.images)
+    assert torch.equal(again.label_logits.detach(), given.labels)
+    # hard labels: the experts' logits of those very images, as the drawn start computes them
+    given.labels = first.labels.clone()
+    given.save(tmp_path / "hard.pt")
+    hard = make_method(DATM, buffer_dir, init_from=str(tmp_path / "hard.pt"), seed=4)
+    fit(hard, 0, tmp_path)
+    assert torch.equal(hard.images.detach(), given.images)
+    torch.testing.assert_close(hard.label_logits.detach(), first.label_logits.detach())

@@ -138,7 +138,7 @@ def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
     plan = plan_of(model)
     learned = [p for p in (model.images, model.label_logits, model.syn_lr) if p is not None]
     results = []
-    for segments in (0, 2):
+    for segments in (0, 5):
         model.settings.checkpoint_segments = segments
         for p in learned:
             p.grad = None
@@ -149,7 +149,8 @@ def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
     torch.testing.assert_close(l1, l0)
     for a, b in zip(g0, g1, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
-    assert mb1 < mb0 / 2  # segments keep only their boundaries until backward
+    # one step a segment: the first four keep only their boundaries until backward, the last its graph
+    assert mb0 / 5 < mb1 < mb0 / 2
 
 
 def test_segments_by_hand_from_a_memory_budget():
