@@ -155,9 +155,12 @@ def ddlight_run(method: str, work: Path, iterations: int, data: Path, start: boo
     syn = SyntheticSet.load(wd / "synthetic.pt")
     if not start:
         seconds = float(syn.extra["distill_seconds"])
+        # the largest child waited for: this run (one child per process of this harness)
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
         info = {"iterations": iterations, "s_per_it": seconds / iterations, "wall_s": time.time() - t0}
+        info["peak_rss_gb"] = rss
         (wd / "timing.json").write_text(json.dumps({**info, "cmd": cmd}))
-        print(f"{method} ddlight: {iterations} iterations, {seconds / iterations:.2f} s/it")
+        print(f"{method} ddlight: {json.dumps(info)}")
     return wd / "synthetic.pt"
 
 
