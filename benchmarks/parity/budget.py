@@ -278,36 +278,51 @@ def wrap_official(method: str, work: Path) -> Path:
     return wrapped.save(work / f"{method}_official" / "synthetic.pt")
 
 
-def evaluate(
-    method: str, work: Path, side: str, epochs: int | None = None, data: Path = DATA, device: str = "cpu"
-) -> None:
-    """Score one side's set with ``configs/mnist/evaluate.yaml``'s evaluator (its values, 5 x ConvNet-3
-    x 300 epochs) through ``ddlight.evaluation.Runs``: the same training as the CLI's without a
-    Trainer's per-epoch bookkeeping, which dominates a 100-image epoch. ``device``: where the networks
-    train (the set and the evaluator move there; the test batches follow the networks)."""
+def score(
+    path: Path,
+    out: Path,
+    epochs: int | None = None,
+    data: Path = DATA,
+    device: str = "cpu",
+    lr: float | None = None,
+) -> dict:
+    """``configs/mnist/evaluate.yaml``'s evaluator (5 x ConvNet-3 x 300 epochs) on the set at ``path``
+    through ``ddlight.evaluation.Runs``: the same training as the CLI's without a Trainer's per-epoch
+    bookkeeping, which dominates a 100-image epoch. ``device``: where the networks train; ``lr`` replaces
+    the recipe's rate (a trajectory set's learned ``syn_lr``); the result is written to ``out``."""
     from ddlight.data import MNISTDataModule
     from ddlight.evaluation import Recipe, Runs
     from ddlight.models import ConvNet
     from ddlight.utils.io import atomic_json_dump
 
-    path = {
-        "official": lambda: wrap_official(method, work),
-        "ddlight": lambda: work / f"{method}_ddlight" / "synthetic.pt",
-        "start": lambda: work / f"{method}_official" / "start.pt",  # the shared start itself
-    }[side]()
     syn = SyntheticSet.load(path)
     cfg = yaml.safe_load((ROOT / "configs/mnist/evaluate.yaml").read_text())["model"]["init_args"]
     cfg = {k: v for k, v in cfg.items() if k in Recipe.fields()}
     if epochs is not None:  # a shorter evaluation where the host cannot afford the protocol's 300
         cfg["epochs"] = epochs
+    if lr is not None:
+        cfg["lr"] = lr
     dm = MNISTDataModule(data_dir=str(data))
     dm.setup("test")
     runs = Runs(ConvNet(), Recipe(**cfg)).to(device)
     res = runs.fit(syn.images.to(device), syn.labels.to(device), dm.test_dataloader(), syn.dataset)
     res["device"] = device
     res["set"] = str(path)
+    atomic_json_dump(res, out, sort_keys=False)
+    return res
+
+
+def evaluate(
+    method: str, work: Path, side: str, epochs: int | None = None, data: Path = DATA, device: str = "cpu"
+) -> None:
+    """:func:`score` for one side's set, written beside it."""
+    path = {
+        "official": lambda: wrap_official(method, work),
+        "ddlight": lambda: work / f"{method}_ddlight" / "synthetic.pt",
+        "start": lambda: work / f"{method}_official" / "start.pt",  # the shared start itself
+    }[side]()
     name = f"eval{'_start' if side == 'start' else ''}{'' if epochs is None else f'_{epochs}ep'}.json"
-    atomic_json_dump(res, path.parent / name, sort_keys=False)
+    res = score(path, path.parent / name, epochs, data, device)
     print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
 
 

@@ -45,11 +45,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from benchmarks.parity import official
-from benchmarks.parity.budget import DATA, ROOT
+from benchmarks.parity.budget import DATA, ROOT, score
 from benchmarks.parity.datm import REPARAM_PATCHES
 from benchmarks.parity.mtt import OUTER_START, run_slice, their_slice
 from ddlight.data.synthetic import SyntheticSet
@@ -241,26 +240,11 @@ def official_stage(method: str, root: Path, work: Path, iterations: int, seed: i
 
 # ----------------------------------------------------------------------------------------- evaluate
 def evaluate(method: str, work: Path, side: str, data: Path, epochs: int | None = None) -> None:
-    """``configs/mnist/evaluate.yaml``'s evaluator on one set; DATM/PAD at the set's learned ``syn_lr``."""
-    from ddlight.evaluation import Recipe, Runs
-    from ddlight.models import ConvNet
-    from ddlight.utils.io import atomic_json_dump
-
+    """:func:`.budget.score` on one set; DATM/PAD at the set's learned ``syn_lr``."""
     path = work / f"{method}_{side}" / "synthetic.pt"
-    syn = SyntheticSet.load(path)
-    cfg = yaml.safe_load((ROOT / "configs/mnist/evaluate.yaml").read_text())["model"]["init_args"]
-    cfg = {k: v for k, v in cfg.items() if k in Recipe.fields()}
-    if method != "mtt":
-        cfg["lr"] = float(syn.extra["syn_lr"])
-    if epochs is not None:  # a quick look; the verdict rows use the protocol's 300
-        cfg["epochs"] = epochs
-    dm = mnist(data)
-    dm.setup("test")
-    res = Runs(ConvNet(), Recipe(**cfg)).fit(syn.images, syn.labels, dm.test_dataloader(), syn.dataset)
-    res["set"] = str(path)
-    atomic_json_dump(
-        res, path.parent / f"eval{'' if epochs is None else f'_{epochs}ep'}.json", sort_keys=False
-    )
+    lr = None if method == "mtt" else float(SyntheticSet.load(path).extra["syn_lr"])
+    out = path.parent / f"eval{'' if epochs is None else f'_{epochs}ep'}.json"
+    res = score(path, out, epochs, data, lr=lr)
     print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
 
 

@@ -40,11 +40,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from ddlight.data.base import dataset_name
-from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.distiller import Distiller, Init
 from ddlight.methods.trajectory.buffer import (
     ExpertBuffer,
@@ -59,9 +58,9 @@ from ddlight.methods.trajectory.fiem import default_depth_ratio, fiem_mask, loss
 from ddlight.methods.trajectory.labels import (
     candidates,
     class_typical_labels,
-    correctly_classified,
+    correct_start,
     expert_logits,
-    mean_where,
+    given_logits,
 )
 from ddlight.methods.trajectory.threshold import guarded_step, report_skips
 from ddlight.methods.trajectory.unroll import (
@@ -241,17 +240,8 @@ class TrajectoryMatching(Distiller):
             images = super().initial_images(dm)
             self._pending_logits = class_typical_labels(logits, correct, k, pool, ipc)
             return images
-        # DATM's samples_predicted_correctly: the first expert decides which images qualify.
-        rows, wrong = correctly_classified(correct, k, pool, ipc)
-        if wrong:
-            rank_zero_warn(
-                f"{type(self).__name__} init: {wrong} of {k * ipc} initial images are misclassified by "
-                f"expert {self.buffer.completed[0]} (fewer than ipc={ipc} correct among {pool} candidates of "
-                "some class); "
-                "raise init_pool"
-            )
-        self._pending_logits = mean_where(logits[:, rows], correct[:, rows])
-        return cand[rows].clone()
+        images, self._pending_logits = correct_start(cand, logits, correct, pool, ipc, type(self).__name__)
+        return images
 
     def _expert_logits(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(E, N, K) logits of the label experts on ``images`` and (E, N) whether each is right."""
@@ -265,16 +255,9 @@ class TrajectoryMatching(Distiller):
         return logits, logits.argmax(-1).cpu() == labels
 
     def _given_start(self, dm: Any) -> torch.Tensor:
-        """``init_from`` as given, not redrawn (a start shared with the authors' code): its images, its
-        logits, or for hard labels the logits of the experts that classify each image correctly."""
-        images = super().initial_images(dm)
+        images = super().initial_images(dm)  # init_from's, checked against this run
         if self.settings.soft_labels:
-            given = SyntheticSet.load(self.hparams.init_from)
-            if given.is_soft:
-                self._pending_logits = given.labels.float().clone()
-            else:
-                logits, correct = self._expert_logits(images, given.labels.cpu())
-                self._pending_logits = mean_where(logits, correct)
+            self._pending_logits = given_logits(self.hparams.init_from, images, self._expert_logits)
         return images
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -7,6 +7,8 @@ epoch ``label_expert_epoch`` (``Label_Model_Timestamp``). Deliberate differences
 * ``init: noise`` (which DATM's label code does not support: its noise branch leaves the labels undefined)
   starts each class's soft label at the mean logits of the real images of that class that the experts
   classify correctly.
+* ``init_from`` (a start shared with another implementation, e.g. the parity harness) is taken as given:
+  its soft labels, or for hard labels the mean logits of the experts that classify each image correctly.
 * The correct-classification search draws a pool of ``init_pool`` (at least ``2 * ipc``) real images per
   class instead of scanning the whole class; if fewer than ``ipc`` are correct, wrongly classified ones
   fill the gap, with a warning.
@@ -19,9 +21,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.func import functional_call
 
+from ddlight.data.synthetic import SyntheticSet
 from ddlight.methods.trajectory.buffer import ExpertBuffer
 from ddlight.models.init import mix_seed
 from ddlight.utils.classwise import class_index, sample_per_class
@@ -86,3 +90,32 @@ def mean_where(values: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     w = ok.to(values.dtype).unsqueeze(-1)
     count = w.sum(0)
     return torch.where(count > 0, (values * w).sum(0) / count.clamp(min=1), values.mean(0))
+
+
+def correct_start(
+    cand: torch.Tensor, logits: torch.Tensor, correct: torch.Tensor, pool: int, ipc: int, who: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DATM's ``samples_predicted_correctly`` on ``k * pool`` class-major candidates: the images (the first
+    expert decides which qualify) and their mean logits over the experts that classify each correctly."""
+    k = correct.shape[1] // pool
+    rows, wrong = correctly_classified(correct, k, pool, ipc)
+    if wrong:
+        rank_zero_warn(
+            f"{who} init: {wrong} of {k * ipc} initial images are misclassified by the first label expert "
+            f"(fewer than ipc={ipc} correct among {pool} candidates of some class); raise init_pool"
+        )
+    return cand[rows].clone(), mean_where(logits[:, rows], correct[:, rows])
+
+
+def given_logits(
+    path: str,
+    images: torch.Tensor,
+    logits_of: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """The soft labels of the ``init_from`` set at ``path`` whose ``images`` start the run: its own logits,
+    or for hard labels ``logits_of(images, labels)``'s mean over the experts that are right."""
+    given = SyntheticSet.load(path)
+    if given.is_soft:
+        return given.labels.float().clone()
+    logits, correct = logits_of(images, given.labels.cpu())
+    return mean_where(logits, correct)
