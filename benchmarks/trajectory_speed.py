@@ -10,7 +10,8 @@ and a small perturbation of them; ``--profile`` prints torch.profiler's table of
 
 ``--rss`` runs each path in a process of its own, alternating (whole, budget, whole, budget, ...), and prints
 each one's peak resident memory beside its time: what a distillation's peak is made of, without the data
-module and the expert buffer (tens of MB for MNIST). ``--budget-mb`` defaults to the distillers' default.
+module and the expert buffer (tens of MB for MNIST); a third path is the whole graph with ATen's ReLU and
+pooling (``ConvNet(lean_graph=False)``), the graph before bool masks. ``--budget-mb`` defaults to the distillers' default.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import matching_loss
 
 
-def setup(ipc: int, syn_steps: int, seed: int = 0):
+def setup(ipc: int, syn_steps: int, seed: int = 0, lean_graph: bool = True):
     torch.manual_seed(seed)
-    net = ConvNet(channel=1, num_classes=10, width=128, im_size=28).requires_grad_(False)
+    net = ConvNet(channel=1, num_classes=10, width=128, im_size=28, lean_graph=lean_graph)
+    net.requires_grad_(False)
     names, shapes, sizes = parameter_layout(net)
     unflatten = functools.partial(unflatten_parameters, names=names, shapes=shapes, sizes=sizes)
     start = flatten_parameters(net)
@@ -78,9 +80,9 @@ def iteration_gflop(run, start, target, learned, plan) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def single(ipc: int, syn_steps: int, segments: int, repeats: int) -> None:
+def single(ipc: int, syn_steps: int, segments: int, repeats: int, lean_graph: int = 1) -> None:
     """One path alone in this process: its best time and the process's peak RSS, as one JSON line."""
-    run, start, target, learned, plan = setup(ipc, syn_steps)
+    run, start, target, learned, plan = setup(ipc, syn_steps, lean_graph=bool(lean_graph))
     iteration(run, start, target, learned, plan, segments)  # warm-up
     seconds = min(iteration(run, start, target, learned, plan, segments)[0] for _ in range(repeats))
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
@@ -88,18 +90,23 @@ def single(ipc: int, syn_steps: int, segments: int, repeats: int) -> None:
 
 
 def rss_rows(a: argparse.Namespace) -> None:
-    print(f"{'IPC':>4} {'path':>22} {'s/iter':>8} {'peak RSS GB':>12} {'time vs whole':>14}")
+    print(f"{'IPC':>4} {'path':>30} {'s/iter':>8} {'peak RSS GB':>12} {'vs whole':>9} {'vs ATen whole':>14}")
     for ipc in a.ipc:
         run, start, target, learned, plan = setup(ipc, a.syn_steps)
         segments = unroll.segments_from_budget(
             run, start, plan, learned["images"], learned["labels"], learned["syn_lr"], a.budget_mb
         )
         del run, start, target, learned, plan
-        paths = {"whole graph": 0, f"budget: {segments} segment(s)": segments}
+        # (segments, lean_graph): ConvNet's ATen ReLU/pooling (lean_graph=False) is the graph before masks
+        paths = {
+            "whole graph": (0, 1),
+            f"budget: {segments} segment(s)": (segments, 1),
+            "whole graph, ATen ReLU/pool": (0, 0),
+        }
         best: dict[str, dict] = {}
         for _ in range(a.rounds):  # alternated, so a neighbour's load falls on both paths alike
-            for name, s in paths.items():
-                cmd = [sys.executable, __file__, "--single", f"{ipc}:{a.syn_steps}:{s}:{a.repeats}"]
+            for name, (s, lean) in paths.items():
+                cmd = [sys.executable, __file__, "--single", f"{ipc}:{a.syn_steps}:{s}:{a.repeats}:{lean}"]
                 out = json.loads(
                     subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
                 )
@@ -108,10 +115,12 @@ def rss_rows(a: argparse.Namespace) -> None:
                         **out,
                         "peak_rss_gb": max(out["peak_rss_gb"], best.get(name, out)["peak_rss_gb"]),
                     }
-        t0 = best["whole graph"]["seconds"]
+        t0, t_aten = best["whole graph"]["seconds"], best["whole graph, ATen ReLU/pool"]["seconds"]
         for name, r in best.items():
-            ratio = r["seconds"] / t0
-            print(f"{ipc:>4} {name:>22} {r['seconds']:>8.3f} {r['peak_rss_gb']:>12.2f} {ratio:>13.3f}x")
+            t = r["seconds"]
+            print(
+                f"{ipc:>4} {name:>30} {t:>8.3f} {r['peak_rss_gb']:>12.2f} {t / t0:>8.3f}x {t / t_aten:>13.3f}x"
+            )
 
 
 def main() -> None:

@@ -35,9 +35,43 @@ def make_norm(norm: str, channels: int, spatial: tuple[int, int]) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def make_act(act: str) -> nn.Module:
+class _MaskReLU(torch.autograd.Function):
+    """ReLU whose graph keeps a bool mask (a byte an element) instead of the float output; its backward
+    ``grad * mask`` is linear in ``grad`` and saves only that mask for a second derivative."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        ctx.save_for_backward(output > 0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (mask,) = ctx.saved_tensors
+        return grad * mask
+
+
+class MaskReLU(nn.ReLU):
+    """``nn.ReLU`` (same values, same gradients to rounding order) whose autograd graph holds a bool mask
+    instead of the float output: with the 2x2 pooling below not keeping its input either, nothing else
+    holds that output, so an unrolled student (trajectory matching) or a gradient-matching step (DC/DSA)
+    keeps three quarters less of it per block. Inference, ``torch.compile`` and ``torch.jit`` tracing run
+    the plain op, which inductor fuses and fvcore counts."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
+        if traced or not (torch.is_grad_enabled() and x.requires_grad):
+            return super().forward(x)
+        return _MaskReLU.apply(x)
+
+
+def make_act(act: str, lean_graph: bool = True) -> nn.Module:
     if act == "relu":
-        return nn.ReLU()
+        return MaskReLU() if lean_graph else nn.ReLU()
     if act == "sigmoid":
         return nn.Sigmoid()
     if act == "leakyrelu":
@@ -50,13 +84,18 @@ class _PairSums(torch.autograd.Function):
     gradient/4 over each window with one expand-copy. Written with torch ops, so it differentiates twice
     (DC/DSA's and trajectory matching's second order)."""
 
+    generate_vmap_rule = True  # torch.func (DC/DSA's per-class gradients) runs it per class
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        ctx.in_hw = x.shape[-2:]
+    def forward(x: torch.Tensor) -> torch.Tensor:
         h2, w2 = x.shape[-2] // 2, x.shape[-1] // 2
         x = x[..., : 2 * h2, : 2 * w2]  # odd sizes floor, as avg_pool2d
         cols = x[..., 0::2] + x[..., 1::2]
         return (cols[..., 0::2, :] + cols[..., 1::2, :]).mul_(0.25)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        ctx.in_hw = inputs[0].shape[-2:]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -65,6 +104,23 @@ class _PairSums(torch.autograd.Function):
         spread = spread.reshape(n, c, 2 * h2, 2 * w2)
         h, w = ctx.in_hw
         return nn.functional.pad(spread, (0, w - 2 * w2, 0, h - 2 * h2))
+
+
+class _DepthwiseMean(torch.autograd.Function):
+    """2x2 average pooling through oneDNN's depthwise convolution whose backward is :class:`_PairSums`'
+    spread: ``conv2d`` would keep its input for a weight gradient nobody needs (the weight is constant),
+    which in a graph that is differentiated twice is the block's whole float activation."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        weight = x.new_full((1, 1, 2, 2), 0.25).expand(x.shape[1], 1, 2, 2)
+        with torch.autocast("cpu", enabled=False):
+            return nn.functional.conv2d(x, weight, stride=2, groups=x.shape[1])
+
+    setup_context = staticmethod(_PairSums.setup_context)
+    backward = staticmethod(_PairSums.backward)
 
 
 class AvgPool2x2(nn.AvgPool2d):
@@ -77,23 +133,26 @@ class AvgPool2x2(nn.AvgPool2d):
     plain op, which inductor fuses with the norm and activation, and under ``torch.jit`` tracing (fvcore),
     which would count the depthwise form as convolution MACs."""
 
-    def __init__(self) -> None:
+    def __init__(self, lean_graph: bool = True) -> None:
         super().__init__(2, 2)
+        self.lean_graph = lean_graph
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
         if x.device.type != "cpu" or x.dim() != 4 or traced:
             return super().forward(x)
         if x.dtype == torch.float32 and x.shape[-2] * x.shape[-1] <= 64 * 64:
+            if self.lean_graph:
+                return _DepthwiseMean.apply(x)
             weight = x.new_full((1, 1, 2, 2), 0.25).expand(x.shape[1], 1, 2, 2)
             with torch.autocast("cpu", enabled=False):
                 return nn.functional.conv2d(x, weight, stride=2, groups=x.shape[1])
         return _PairSums.apply(x)
 
 
-def make_pool(pooling: str) -> nn.Module:
+def make_pool(pooling: str, lean_graph: bool = True) -> nn.Module:
     if pooling == "avgpooling":
-        return AvgPool2x2()
+        return AvgPool2x2(lean_graph)
     if pooling == "maxpooling":
         return nn.MaxPool2d(2, 2)
     if pooling == "none":
@@ -135,6 +194,11 @@ class ConvNet(nn.Module):
     be differentiated twice: DC/DSA and trajectory matching refuse ``True``
     (:func:`~ddlight.models.checks.refuse_compiled_graphs`). The first call per input shape compiles (tens
     of seconds on 2 cores, then cached on disk), so it pays for long runs, not for tests.
+
+    ``lean_graph`` (default) keeps a bool mask of each ReLU in the autograd graph and no input of the 2x2
+    pooling (:class:`MaskReLU`, :class:`AvgPool2x2`): the same values and gradients to rounding order,
+    a quarter less graph per step for the twice-differentiated students of trajectory matching and
+    DC/DSA, and less memory traffic (measured in docs/performance.md). ``False`` restores ATen's ops.
     """
 
     def __init__(
@@ -150,6 +214,7 @@ class ConvNet(nn.Module):
         micro_batch: int = 16,
         channels_last: bool | Literal["no_grad"] = False,
         compile: bool | Literal["no_grad"] = False,
+        lean_graph: bool = True,
     ) -> None:
         super().__init__()
         if channels_last not in (True, False, "no_grad"):
@@ -171,7 +236,7 @@ class ConvNet(nn.Module):
         in_ch = channel
         for d in range(depth):
             conv = nn.Conv2d(in_ch, width, kernel_size=3, padding=first_pad if d == 0 else 1)
-            blocks.append(nn.Sequential(conv, make_norm(norm, width, (h, w)), make_act(act)))
+            blocks.append(nn.Sequential(conv, make_norm(norm, width, (h, w)), make_act(act, lean_graph)))
             in_ch = width
             if pooling != "none":
                 h, w = h // 2, w // 2
@@ -181,7 +246,7 @@ class ConvNet(nn.Module):
                 "a larger im_size or pooling='none'"
             )
         self.blocks = nn.ModuleList(blocks)
-        self.pool = make_pool(pooling)
+        self.pool = make_pool(pooling, lean_graph)
         self.embed_dim = width * h * w
         self.feature_shape = (width, h, w)
         self.classifier = nn.Linear(self.embed_dim, num_classes)

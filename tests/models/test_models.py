@@ -288,3 +288,61 @@ def test_avgpool2x2_differentiates_twice():
     x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(AvgPool2x2(), (x,))
     assert torch.autograd.gradgradcheck(AvgPool2x2(), (x,))
+
+
+def test_fp32_depthwise_pooling_differentiates_twice_as_avg_pool2d():
+    # the fp32 path (depthwise convolution, pair-sum spread backward) under a gradient of a gradient
+    from ddlight.models.convnet import AvgPool2x2
+
+    x = torch.randn(2, 3, 8, 10, requires_grad=True)
+    w = torch.randn(2, 3, 4, 5)
+    grads = []
+    for pool in (AvgPool2x2(), lambda t: torch.nn.functional.avg_pool2d(t, 2, 2)):
+        y = x.sin()  # the first-order gradient depends on x, so its own gradient is not zero
+        (g,) = torch.autograd.grad((pool(y) * w).sum(), y, create_graph=True)
+        grads.append(torch.autograd.grad((g * y).square().sum(), x)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+
+
+def test_mask_relu_is_relu_and_its_graph_keeps_a_bool_mask_not_the_output():
+    from ddlight.models.convnet import AvgPool2x2, MaskReLU, make_act
+
+    assert isinstance(make_act("relu"), MaskReLU) and isinstance(make_act("relu"), torch.nn.ReLU)
+    x64 = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(MaskReLU(), (x64,))
+    assert torch.autograd.gradgradcheck(MaskReLU(), (x64,))
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    torch.testing.assert_close(MaskReLU()(x), torch.relu(x), rtol=0, atol=0)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        act = MaskReLU()(x * 1.5)
+        out = AvgPool2x2()(act)
+        (g,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)  # a second order follows
+    full = [t for t in saved if t.shape == act.shape]
+    assert full and all(t.dtype == torch.bool for t in full)  # neither ReLU nor pooling keeps the output
+    with torch.no_grad():  # inference: the plain op, no autograd Function
+        assert MaskReLU()(x).grad_fn is None
+
+
+def test_convnet_lean_graph_keeps_a_quarter_less_for_the_same_second_order_gradients():
+    # a gradient-of-gradient (DC/DSA, trajectory students): lean and ATen's ops agree, lean saves less
+    from ddlight.methods.trajectory.unroll import SavedBytes
+
+    torch.manual_seed(0)
+    lean, plain = ConvNet(im_size=28), ConvNet(im_size=28, lean_graph=False)
+    plain.load_state_dict(lean.state_dict())
+    assert type(plain.blocks[0][2]) is torch.nn.ReLU and not plain.pool.lean_graph
+    x = torch.randn(20, 1, 28, 28)
+    results = []
+    for net in (lean, plain):
+        images = x.clone().requires_grad_(True)
+        saved = SavedBytes()
+        with saved:
+            loss = torch.nn.functional.cross_entropy(net(images), torch.arange(20) % 10)
+            grads = torch.autograd.grad(loss, list(net.parameters()), create_graph=True)
+        (g_images,) = torch.autograd.grad(sum(g.square().sum() for g in grads), images)
+        results.append((loss.detach(), g_images, saved.megabytes))
+    (l_lean, g_lean, mb_lean), (l_plain, g_plain, mb_plain) = results
+    torch.testing.assert_close(l_lean, l_plain, rtol=0, atol=0)
+    torch.testing.assert_close(g_lean, g_plain, rtol=1e-4, atol=1e-5 * float(g_plain.abs().max()))
+    assert mb_lean < 0.85 * mb_plain

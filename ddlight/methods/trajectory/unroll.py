@@ -119,23 +119,25 @@ def unroll_student(
     """The student after ``len(plan.batches)`` differentiable SGD steps from ``start``, ``run`` being
     :func:`student_steps` bound to a network, its augmentation and parameter layout; ``segments > 0``
     recomputes the graph segment by segment in the backward pass instead of keeping it. The last
-    segment keeps its graph: the backward pass starts there at once, so recomputing it would cost a
-    segment's forward and save no peak memory (its graph is freed before the next one is rebuilt)."""
+    segment is recomputed too: keeping its graph from the forward saves its no-graph pass (a few % of the
+    time) but raised the process's peak RSS by 0.6-0.9 GB at 4-5 segments on MNIST IPC 10 (glibc keeps
+    the heap the forward's transients fragmented; docs/performance.md)."""
     steps = list(zip(plan.batches, plan.augs, strict=True))
     flat = start.detach().clone().requires_grad_(True)
     bounds = segment_bounds(len(steps), segments)
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        if segments > 0 and b < len(steps):
+        if segments > 0:
             flat = _RecomputedSegment.apply(run, steps[a:b], flat, images, labels, lr)
         else:
             flat = run(flat, images, labels, lr, steps[a:b])
     return flat
 
 
-# MB of unrolled graph a trajectory distiller keeps by default: MNIST IPC 10 at 20 student steps (about 300 MB
-# a step, 6 GB whole) runs in 4 recomputed segments, a few GB of peak memory on a 24 GB machine
-# (docs/performance.md); a graph that fits is kept whole.
-DEFAULT_MEMORY_BUDGET_MB = 2048.0
+# MB of unrolled graph a trajectory distiller keeps by default: a graph that fits stays whole; one that does
+# not is recomputed in segments, which costs one graph-free pass over every step whatever their number, so
+# the budget is small: MNIST IPC 10 at 20 student steps (about 235 MB a step) runs in 5 segments within 3 GB
+# of peak memory (docs/performance.md).
+DEFAULT_MEMORY_BUDGET_MB = 1024.0
 
 
 def segments_for_budget(step_mb: float, steps: int, budget_mb: float) -> int:

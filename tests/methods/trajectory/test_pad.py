@@ -149,8 +149,7 @@ def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
     torch.testing.assert_close(l1, l0)
     for a, b in zip(g0, g1, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)
-    # one step a segment: the first four keep only their boundaries until backward, the last its graph
-    assert mb0 / 5 < mb1 < mb0 / 2
+    assert mb1 < mb0 / 10  # one step a segment, each keeping only its boundary (a kept step: mb0 / 5)
 
 
 def test_segments_by_hand_from_a_memory_budget():
@@ -181,7 +180,7 @@ def test_a_memory_budget_chooses_segments_and_keeps_the_gradients(buffer_dir, tm
 
 def test_by_default_a_graph_that_fits_is_kept_whole(buffer_dir, tmp_path):
     model = make_pad(buffer_dir, syn_steps=6, dsa_strategy="color_crop_cutout_scale_rotate")
-    assert model.settings.checkpoint_segments is None and model.settings.memory_budget_mb == 2048.0
+    assert model.settings.checkpoint_segments is None and model.settings.memory_budget_mb == 1024.0
     fit(model, 0, tmp_path)
     model.iteration_loss(plan_of(model))
     assert model._budget_segments == 0 and model._segments == 0
