@@ -55,12 +55,12 @@ def compile_value(choice: str) -> bool | str:
 
 
 def reference_convnet(**kwargs) -> nn.Module:
-    """ddlight's ConvNet with the released code's pooling module (``nn.AvgPool2d``), for the
-    reference-style loops: ddlight's own pooling kernel (``convnet.AvgPool2x2``) is part of what they
-    compare."""
+    """ddlight's ConvNet with the released code's modules (``nn.ReLU``, ``nn.AvgPool2d``), for the
+    reference-style loops: ddlight's own ReLU and pooling kernels (``lean_graph``, ``convnet.AvgPool2x2``)
+    are part of what they compare."""
     from ddlight.models import ConvNet
 
-    net = ConvNet(**kwargs)
+    net = ConvNet(lean_graph=False, **kwargs)
     if isinstance(net.pool, nn.AvgPool2d):
         net.pool = nn.AvgPool2d(2, 2)
     return net

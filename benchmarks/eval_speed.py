@@ -12,6 +12,7 @@ reference-style loop stays fp32, as the released code runs.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -103,21 +104,25 @@ def conv_ceiling(dm, images: torch.Tensor, precision: str, peak: float, reps: in
     )
 
 
-def print_rows(images, labels, dm, args, precision: str, comp: str, flop_per_run: float, peak: float, ref):
-    """One line per ``--runs`` entry: seconds, share of the peak, accuracy, cost relative to one run."""
-    one = None
-    for runs in args.runs:
-        r = ddlight_run(images, labels, dm, args.epochs, runs, precision, comp)
-        share = runs * flop_per_run / r["seconds"] / 1e9 / peak
+def print_rows(rows: dict, refs: list[float], flop_per_run: float, peak: float) -> None:
+    """One line per (precision, compile, runs): the median seconds over the rounds, share of the peak,
+    accuracy, cost relative to one run, and the median of the per-round speed-ups over the reference run
+    in the same round (this shared VM drifts within minutes, so only same-round ratios compare)."""
+    one: dict[tuple, float] = {}
+    for (precision, comp, runs), results in rows.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        share = runs * flop_per_run / seconds / 1e9 / peak
         tag = precision + ("" if comp == "off" else f" compile={comp}")
-        line = f"ddlight, {runs} run(s), {tag:>10}: {r['seconds']:7.1f} s"
-        line += f"  {100 * share:4.0f} % of peak"
-        line += f"  acc {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %"
-        one = r["seconds"] / runs if one is None and runs == 1 else one
-        if one is not None and runs > 1:
-            line += f"  = {r['seconds'] / one:.2f} x one run"
-        if ref is not None and runs == 1:
-            line += f"  speed-up {ref / r['seconds']:.2f}x"
+        line = f"ddlight, {runs} run(s), {tag:>10}: {seconds:7.1f} s  {100 * share:4.0f} % of peak"
+        line += f"  acc {100 * results[0]['mean']:.2f} +- {100 * results[0]['std']:.2f} %"
+        if runs == 1:
+            one[(precision, comp)] = seconds
+        elif (precision, comp) in one:
+            line += f"  = {seconds / one[(precision, comp)]:.2f} x one run"
+        if refs and runs == 1:
+            ratios = [ref / r["seconds"] for ref, r in zip(refs, results, strict=True)]
+            each = " ".join(f"{q:.2f}" for q in ratios)
+            line += f"  speed-up {statistics.median(ratios):.2f}x (rounds: {each})"
         print(line, flush=True)
 
 
@@ -130,6 +135,7 @@ def main() -> None:
         "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
     )
     ap.add_argument("--no-reference", action="store_true", help="skip the reference-style loop")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; rows print their medians")
     ap.add_argument(
         "--compile",
         nargs="+",
@@ -147,14 +153,21 @@ def main() -> None:
     flop_per_run = 3 * 2 * macs * len(images) * args.epochs  # forward + backward ~ 3 forwards
     print(f"{args.dataset}: ConvNet-3 w128, 100 images, {args.epochs} epochs, DSA (training only)")
     print(f"measured fp32 matmul peak (2048^2): {peak:.0f} GFLOP/s; {flop_per_run / 1e12:.2f} TFLOP per run")
-    ref = None
-    if not args.no_reference:
-        ref = reference_style(images, labels, args.epochs, dm.shape_args())
-        print(f"reference-style loop, 1 run, fp32 : {ref:7.1f} s")
     for precision in args.precision:
         print(conv_ceiling(dm, images, precision, peak), flush=True)
-        for comp in args.compile:
-            print_rows(images, labels, dm, args, precision, comp, flop_per_run, peak, ref)
+    refs: list[float] = []
+    rows: dict[tuple, list[dict]] = {}
+    for _ in range(args.rounds):  # interleaved: every row once per round
+        if not args.no_reference:
+            refs.append(reference_style(images, labels, args.epochs, dm.shape_args()))
+        for precision in args.precision:
+            for comp in args.compile:
+                for runs in args.runs:
+                    res = ddlight_run(images, labels, dm, args.epochs, runs, precision, comp)
+                    rows.setdefault((precision, comp, runs), []).append(res)
+    if refs:
+        print(f"reference-style loop, 1 run, fp32 : {statistics.median(refs):7.1f} s")
+    print_rows(rows, refs, flop_per_run, peak)
     print(f"peak RSS {peak_rss_gb():.2f} GB")
 
 

@@ -11,7 +11,8 @@ and a small perturbation of them; ``--profile`` prints torch.profiler's table of
 ``--rss`` runs each path in a process of its own, alternating (whole, budget, whole, budget, ...), and prints
 each one's peak resident memory beside its time: what a distillation's peak is made of, without the data
 module and the expert buffer (tens of MB for MNIST); a third path is the whole graph with ATen's ReLU and
-pooling (``ConvNet(lean_graph=False)``), the graph before bool masks. ``--budget-mb`` defaults to the distillers' default.
+pooling (``ConvNet(lean_graph=False)``), the graph before bool masks. ``--budget-mb`` defaults to the
+distillers' default.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def rss_rows(a: argparse.Namespace) -> None:
         for name, r in best.items():
             t = r["seconds"]
             print(
-                f"{ipc:>4} {name:>30} {t:>8.3f} {r['peak_rss_gb']:>12.2f} {t / t0:>8.3f}x {t / t_aten:>13.3f}x"
+                f"{ipc:>4} {name:>30} {t:>8.3f} {r['peak_rss_gb']:>12.2f}"
+                f" {t / t0:>8.3f}x {t / t_aten:>13.3f}x"
             )
 
 

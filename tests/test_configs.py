@@ -21,6 +21,7 @@ OVERLAY_BASE = {
     "overlays/scores.yaml": "mnist/evaluate.yaml",
     "overlays/compile.yaml": "mnist/datadam_best.yaml",
     "overlays/compile_eval.yaml": "mnist/evaluate.yaml",
+    "overlays/eager.yaml": "mnist/datadam.yaml",
     **{f"mnist/gpu/{p.name}": f"mnist/{p.name}" for p in (CONFIGS / "mnist" / "gpu").glob("*.yaml")},
 }
 OVERLAY_BASE["mnist/gpu/experts_mtt.yaml"] = "mnist/experts.yaml"
@@ -46,6 +47,15 @@ def test_every_stage_config_parses_to_a_method_and_a_data_module(name):
 def test_every_overlay_parses_on_its_base(overlay, base):
     stage = module_class(_parse(base, overlay))
     assert stage.__module__.startswith(("ddlight.methods", "ddlight.evaluation"))
+
+
+def test_the_default_compiles_long_runs_and_the_eager_overlay_switches_it_off():
+    def compile_of(*names: str):
+        return _parse(*names).model.init_args.net.init_args.compile
+
+    assert compile_of("mnist/datadam.yaml") == "auto"
+    assert compile_of("mnist/datadam.yaml", "overlays/eager.yaml") is False
+    assert compile_of("mnist/datadam_best.yaml", "overlays/compile.yaml") == "no_grad"
 
 
 def test_datadam_paper_overlay_switches_code_values_to_the_table():

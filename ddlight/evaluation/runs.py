@@ -43,6 +43,7 @@ from ddlight.evaluation.recipe import (
     resolve_lr,
 )
 from ddlight.evaluation.result import EvalResult
+from ddlight.models.convnet import use_lean_graph
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import label_entropy, soft_or_hard_ce
@@ -59,10 +60,11 @@ class Runs:
     def __init__(self, net: nn.Module, recipe: Recipe) -> None:
         self.net = net
         self.recipe = recipe
-        # requires_grad on: the template may be a distiller's frozen network (the callback's default)
+        # requires_grad on: the template may be a distiller's frozen network (the callback's default);
+        # trained first-order, so ATen's ReLU/pooling backward even if the template's graph was lean
+        copies = (use_lean_graph(copy.deepcopy(net), False) for _ in range(recipe.num_runs))
         self.nets = nn.ModuleList(
-            reinitialize(copy.deepcopy(net).requires_grad_(True), mix_seed(recipe.seed, 3, r))
-            for r in range(recipe.num_runs)
+            reinitialize(c.requires_grad_(True), mix_seed(recipe.seed, 3, r)) for r, c in enumerate(copies)
         )
         # a learned or searched rate is known only once the set (or the validation split) is there
         self.base_lr = math.nan if recipe.lr in (LEARNED, SEARCH) else resolve_lr(recipe.lr, None, "")

@@ -9,6 +9,7 @@ the first conv (padding 3) so that feature maps go 32 -> 16 -> 8 -> 4.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -56,22 +57,28 @@ class _MaskReLU(torch.autograd.Function):
 
 
 class MaskReLU(nn.ReLU):
-    """``nn.ReLU`` (same values, same gradients to rounding order) whose autograd graph holds a bool mask
-    instead of the float output: with the 2x2 pooling below not keeping its input either, nothing else
-    holds that output, so an unrolled student (trajectory matching) or a gradient-matching step (DC/DSA)
-    keeps three quarters less of it per block. Inference, ``torch.compile`` and ``torch.jit`` tracing run
+    """``nn.ReLU`` (same values, same gradients to rounding order) whose autograd graph, when ``lean``,
+    holds a bool mask instead of the float output: with the 2x2 pooling below not keeping its input
+    either, nothing else holds that output, so an unrolled student (trajectory matching) or a
+    gradient-matching step (DC/DSA) keeps three quarters less of it per block. Not lean, it is ATen's
+    ReLU: a first-order backward through the bool mask (a type-promoting multiply) cost more than
+    ``threshold_backward`` on the float output. Inference, ``torch.compile`` and ``torch.jit`` tracing run
     the plain op, which inductor fuses and fvcore counts."""
+
+    def __init__(self, lean: bool = False) -> None:
+        super().__init__()
+        self.lean = lean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
-        if traced or not (torch.is_grad_enabled() and x.requires_grad):
+        if not self.lean or traced or not (torch.is_grad_enabled() and x.requires_grad):
             return super().forward(x)
         return _MaskReLU.apply(x)
 
 
-def make_act(act: str, lean_graph: bool = True) -> nn.Module:
+def make_act(act: str, lean: bool = False) -> nn.Module:
     if act == "relu":
-        return MaskReLU() if lean_graph else nn.ReLU()
+        return MaskReLU(lean)
     if act == "sigmoid":
         return nn.Sigmoid()
     if act == "leakyrelu":
@@ -119,8 +126,22 @@ class _DepthwiseMean(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             return nn.functional.conv2d(x, weight, stride=2, groups=x.shape[1])
 
-    setup_context = staticmethod(_PairSums.setup_context)
-    backward = staticmethod(_PairSums.backward)
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        ctx.in_hw = inputs[0].shape[-2:]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():  # a graph of this backward is kept (create_graph): save nothing
+            return _PairSums.backward(ctx, grad)
+        # first order: the transposed depthwise convolution, oneDNN's kernel as ATen's own backward uses
+        # (the pair-sum spread's strided copy made a training step of the evaluator ~25 % slower)
+        c, (h, w) = grad.shape[1], ctx.in_hw
+        weight = grad.new_full((c, 1, 2, 2), 0.25)
+        spread = nn.functional.conv_transpose2d(grad, weight, stride=2, groups=c)
+        if spread.shape[-2:] == (h, w):
+            return spread
+        return nn.functional.pad(spread, (0, w - spread.shape[-1], 0, h - spread.shape[-2]))
 
 
 class AvgPool2x2(nn.AvgPool2d):
@@ -133,9 +154,9 @@ class AvgPool2x2(nn.AvgPool2d):
     plain op, which inductor fuses with the norm and activation, and under ``torch.jit`` tracing (fvcore),
     which would count the depthwise form as convolution MACs."""
 
-    def __init__(self, lean_graph: bool = True) -> None:
+    def __init__(self, lean: bool = False) -> None:
         super().__init__(2, 2)
-        self.lean_graph = lean_graph
+        self.lean = lean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
@@ -143,18 +164,30 @@ class AvgPool2x2(nn.AvgPool2d):
             return super().forward(x)
         if x.dtype == torch.float32 and x.shape[-2] * x.shape[-1] <= 64 * 64:
             # called directly, the Function's forward is the plain convolution, recorded by autograd as ATen's
-            return _DepthwiseMean.apply(x) if self.lean_graph else _DepthwiseMean.forward(x)
+            return _DepthwiseMean.apply(x) if self.lean else _DepthwiseMean.forward(x)
         return _PairSums.apply(x)
 
 
-def make_pool(pooling: str, lean_graph: bool = True) -> nn.Module:
+def make_pool(pooling: str, lean: bool = False) -> nn.Module:
     if pooling == "avgpooling":
-        return AvgPool2x2(lean_graph)
+        return AvgPool2x2(lean)
     if pooling == "maxpooling":
         return nn.MaxPool2d(2, 2)
     if pooling == "none":
         return nn.Identity()
     raise ValueError(f"pooling must be one of {POOLS}, got {pooling!r}")
+
+
+def use_lean_graph(net: nn.Module, twice_differentiated: bool) -> nn.Module:
+    """Lean graphs for the ConvNets in ``net`` that left ``lean_graph`` to their user (``None``) exactly
+    when their graph is differentiated twice (DC/DSA, trajectory matching call this with ``True``; a
+    network trained first-order from such a template with ``False``). Returns ``net``."""
+    for convnet in net.modules():
+        if isinstance(convnet, ConvNet) and convnet.lean_graph is None:
+            for op in convnet.modules():
+                if isinstance(op, (MaskReLU, AvgPool2x2)):
+                    op.lean = twice_differentiated
+    return net
 
 
 def as_size(im_size: int | Sequence[int]) -> tuple[int, int]:
@@ -190,12 +223,17 @@ class ConvNet(nn.Module):
     for training a network but not "the same images", so distillers keep ``no_grad``. Compiled graphs cannot
     be differentiated twice: DC/DSA and trajectory matching refuse ``True``
     (:func:`~ddlight.models.checks.refuse_compiled_graphs`). The first call per input shape compiles (tens
-    of seconds on 2 cores, then cached on disk), so it pays for long runs, not for tests.
+    of seconds on 2 cores, then cached on disk), so it pays for long runs, not for tests: ``"auto"``
+    (default) is ``no_grad`` on the CPU from the ``compile_after``-th graph-free call of this network on,
+    eager before (the quick start and the test suite never reach it) and for good if compiling fails
+    (a warning says why).
 
-    ``lean_graph`` (default) keeps a bool mask of each ReLU in the autograd graph and no input of the 2x2
-    pooling (:class:`MaskReLU`, :class:`AvgPool2x2`): the same values and gradients to rounding order,
-    a quarter less graph per step for the twice-differentiated students of trajectory matching and
-    DC/DSA, and less memory traffic (measured in docs/performance.md). ``False`` restores ATen's ops.
+    ``lean_graph`` keeps a bool mask of each ReLU in the autograd graph and no input of the 2x2 pooling
+    (:class:`MaskReLU`, :class:`AvgPool2x2`): the same values and gradients to rounding order, a quarter
+    less graph per step for the twice-differentiated students of trajectory matching and DC/DSA, where it
+    was also faster; in first-order training (the evaluator, experts, DataDAM/DM) the mask's backward made
+    a step slower (docs/performance.md). ``None`` (default) leaves the choice to the code that knows how
+    the graph is used (:func:`use_lean_graph`); ``True``/``False`` fix it.
     """
 
     def __init__(
@@ -210,17 +248,20 @@ class ConvNet(nn.Module):
         im_size: int | Sequence[int] = 28,
         micro_batch: int = 16,
         channels_last: bool | Literal["no_grad"] = False,
-        compile: bool | Literal["no_grad"] = False,
-        lean_graph: bool = True,
+        compile: bool | Literal["no_grad", "auto"] = "auto",
+        compile_after: int = 300,
+        lean_graph: bool | None = None,
     ) -> None:
         super().__init__()
         if channels_last not in (True, False, "no_grad"):
             raise ValueError(f"ConvNet channels_last must be true, false or 'no_grad', got {channels_last!r}")
-        if compile not in (True, False, "no_grad"):
-            raise ValueError(f"ConvNet compile must be true, false or 'no_grad', got {compile!r}")
+        if compile not in (True, False, "no_grad", "auto"):
+            raise ValueError(f"ConvNet compile must be true, false, 'no_grad' or 'auto', got {compile!r}")
         self.channels_last = channels_last
         # not ``self.compile``: that would hide nn.Module.compile(), which compiles the whole module in place
         self.compile_mode = compile
+        self.compile_after = compile_after
+        self.graph_free_calls = 0  # counts toward compile_after ("auto")
         h, w = as_size(im_size)
         # Per-sample norms make a chunked forward exact; batch norm's statistics would change, so it never
         # chunks.
@@ -233,7 +274,9 @@ class ConvNet(nn.Module):
         in_ch = channel
         for d in range(depth):
             conv = nn.Conv2d(in_ch, width, kernel_size=3, padding=first_pad if d == 0 else 1)
-            blocks.append(nn.Sequential(conv, make_norm(norm, width, (h, w)), make_act(act, lean_graph)))
+            blocks.append(
+                nn.Sequential(conv, make_norm(norm, width, (h, w)), make_act(act, bool(lean_graph)))
+            )
             in_ch = width
             if pooling != "none":
                 h, w = h // 2, w // 2
@@ -243,7 +286,8 @@ class ConvNet(nn.Module):
                 "a larger im_size or pooling='none'"
             )
         self.blocks = nn.ModuleList(blocks)
-        self.pool = make_pool(pooling, lean_graph)
+        self.pool = make_pool(pooling, bool(lean_graph))
+        self.lean_graph = lean_graph
         self.embed_dim = width * h * w
         self.feature_shape = (width, h, w)
         self.classifier = nn.Linear(self.embed_dim, num_classes)
@@ -281,26 +325,49 @@ class ConvNet(nn.Module):
         ``reduce`` runs as soon as a block is computed, so a caller that only needs a summary (DataDAM's
         attention maps) never holds all full-size activations of a large real batch at once.
         """
+        compiled = self._compiled_now(x)
         chunks = self._chunks(x)
-        if chunks is not None:
-            parts = [self.forward_blocks(c, reduce) for c in chunks]
-            acts = [torch.cat(layer) for layer in zip(*(p[0] for p in parts), strict=True)]
-            return acts, torch.cat([p[1] for p in parts])
-        body = _compiled("blocks") if self._compiled_now() else _blocks
-        return body(self.blocks, self.pool, self._layout(x), reduce)
+        if chunks is None:
+            return self._run("blocks", compiled, self._layout(x), reduce)
+        parts = [self._run("blocks", compiled, self._layout(c), reduce) for c in chunks]
+        acts = [torch.cat(layer) for layer in zip(*(p[0] for p in parts), strict=True)]
+        return acts, torch.cat([p[1] for p in parts])
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        compiled = self._compiled_now(x)
         chunks = self._chunks(x)
-        if chunks is not None:
-            return torch.cat([self.embed(c) for c in chunks])
-        body = _compiled("embed") if self._compiled_now() else _embed
-        return body(self.blocks, self.pool, self._layout(x))
+        if chunks is None:
+            return self._run("embed", compiled, self._layout(x))
+        return torch.cat([self._run("embed", compiled, self._layout(c)) for c in chunks])
 
-    def _compiled_now(self) -> bool:
+    def _run(self, kind: Literal["blocks", "embed"], compiled: bool, x: torch.Tensor, *args: Any) -> Any:
+        if compiled and self.compile_mode == "auto":
+            try:
+                return _compiled(kind)(self.blocks, self.pool, x, *args)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: stay eager for good
+                self.compile_mode = False
+                warnings.warn(
+                    f"ConvNet compile 'auto' stays eager: torch.compile failed: {err!s:.300}", stacklevel=3
+                )
+        elif compiled and self.compile_mode:  # not after "auto" fell back in an earlier chunk
+            return _compiled(kind)(self.blocks, self.pool, x, *args)
+        return (_blocks if kind == "blocks" else _embed)(self.blocks, self.pool, x, *args)
+
+    def _compiled_now(self, x: torch.Tensor) -> bool:
+        """Whether this call's forwards run compiled (one decision per call, before it is chunked)."""
         # fvcore counts FLOPs by torch.jit.trace, which cannot trace a compiled function
-        if torch.jit.is_tracing():
+        if torch.jit.is_tracing() or self.compile_mode is False:
             return False
-        return self.compile_mode is True or (self.compile_mode == "no_grad" and not torch.is_grad_enabled())
+        if self.compile_mode is True:
+            return True
+        if torch.is_grad_enabled():
+            return False
+        if self.compile_mode == "no_grad":
+            return True
+        if x.device.type != "cpu":  # "auto" was measured on CPUs only
+            return False
+        self.graph_free_calls += 1
+        return self.graph_free_calls > self.compile_after
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

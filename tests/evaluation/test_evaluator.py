@@ -6,7 +6,7 @@ import torch
 from ddlight.cli import DDLightCLI
 from ddlight.evaluation import Recipe, Runs, SyntheticEvaluator
 from ddlight.evaluation.recipe import lr_factor
-from ddlight.models import MLP, ConvNet
+from ddlight.models import MLP, ConvNet, use_lean_graph
 from ddlight.ops.losses import soft_or_hard_ce
 from ddlight.ops.metrics import accuracy
 from tests.helpers import ROOT
@@ -32,7 +32,9 @@ def test_soft_labels_reduce_to_hard_labels():
 
 def test_runs_train_every_run_and_report():
     syn, dm = bundled_set()
-    ev = Runs(ConvNet(width=16), Recipe(num_runs=3, epochs=4))
+    ev = Runs(use_lean_graph(ConvNet(width=16), twice_differentiated=True), Recipe(num_runs=3, epochs=4))
+    # a distiller's lean template, but the runs train first-order: ATen's ReLU and pooling backward
+    assert {m.lean for n in ev.nets for m in n.modules() if hasattr(m, "lean")} == {False}
     init = [[p.detach().clone() for p in n.parameters()] for n in ev.nets]
     template = [p.detach().clone() for p in ev.net.parameters()]
     # runs start from different initialisations

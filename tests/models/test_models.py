@@ -220,7 +220,7 @@ def test_convnet_compile_true_compiles_graph_forwards_and_trains_like_eager(monk
 
 
 def test_convnet_compile_refuses_what_it_cannot_do_and_keeps_module_compile():
-    with pytest.raises(ValueError, match="compile must be true, false or 'no_grad'"):
+    with pytest.raises(ValueError, match="compile must be true, false, 'no_grad' or 'auto'"):
         ConvNet(compile="yes")
     net = ConvNet(width=8, compile="no_grad")
     assert net.compile_mode == "no_grad" and callable(net.compile)  # nn.Module.compile() not shadowed
@@ -290,6 +290,21 @@ def test_avgpool2x2_differentiates_twice():
     assert torch.autograd.gradgradcheck(AvgPool2x2(), (x,))
 
 
+def test_lean_fp32_pooling_backward_first_order_and_under_create_graph_is_avg_pool2d():
+    # lean: a first-order backward runs the transposed depthwise convolution, one whose graph is kept
+    # (create_graph) the pair-sum spread; odd sizes floor as avg_pool2d and get zeros where it drops input
+    from ddlight.models.convnet import AvgPool2x2
+
+    x = torch.randn(2, 3, 9, 7, requires_grad=True)
+    w = torch.randn(2, 3, 4, 3)
+    (ref,) = torch.autograd.grad((torch.nn.functional.avg_pool2d(x, 2, 2) * w).sum(), x)
+    (first,) = torch.autograd.grad((AvgPool2x2(lean=True)(x) * w).sum(), x)
+    (kept,) = torch.autograd.grad((AvgPool2x2(lean=True)(x) * w).sum(), x, create_graph=True)
+    torch.testing.assert_close(first, ref, rtol=0, atol=1e-7)
+    torch.testing.assert_close(kept, ref, rtol=0, atol=1e-7)
+    assert first[:, :, -1].abs().sum() == 0 and first[..., -1].abs().sum() == 0
+
+
 def test_fp32_depthwise_pooling_differentiates_twice_as_avg_pool2d():
     # the fp32 path (depthwise convolution, pair-sum spread backward) under a gradient of a gradient
     from ddlight.models.convnet import AvgPool2x2
@@ -297,7 +312,7 @@ def test_fp32_depthwise_pooling_differentiates_twice_as_avg_pool2d():
     x = torch.randn(2, 3, 8, 10, requires_grad=True)
     w = torch.randn(2, 3, 4, 5)
     grads = []
-    for pool in (AvgPool2x2(), lambda t: torch.nn.functional.avg_pool2d(t, 2, 2)):
+    for pool in (AvgPool2x2(lean=True), lambda t: torch.nn.functional.avg_pool2d(t, 2, 2)):
         y = x.sin()  # the first-order gradient depends on x, so its own gradient is not zero
         (g,) = torch.autograd.grad((pool(y) * w).sum(), y, create_graph=True)
         grads.append(torch.autograd.grad((g * y).square().sum(), x)[0])
@@ -308,20 +323,22 @@ def test_mask_relu_is_relu_and_its_graph_keeps_a_bool_mask_not_the_output():
     from ddlight.models.convnet import AvgPool2x2, MaskReLU, make_act
 
     assert isinstance(make_act("relu"), MaskReLU) and isinstance(make_act("relu"), torch.nn.ReLU)
+    assert not make_act("relu").lean and make_act("relu", lean=True).lean
     x64 = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(MaskReLU(), (x64,))
-    assert torch.autograd.gradgradcheck(MaskReLU(), (x64,))
+    assert torch.autograd.gradcheck(MaskReLU(lean=True), (x64,))
+    assert torch.autograd.gradgradcheck(MaskReLU(lean=True), (x64,))
     x = torch.randn(4, 8, 16, 16, requires_grad=True)
-    torch.testing.assert_close(MaskReLU()(x), torch.relu(x), rtol=0, atol=0)
+    torch.testing.assert_close(MaskReLU(lean=True)(x), torch.relu(x), rtol=0, atol=0)
+    assert MaskReLU()(x).grad_fn.name() == "ReluBackward0"  # not lean: ATen's op
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        act = MaskReLU()(x * 1.5)
-        out = AvgPool2x2()(act)
+        act = MaskReLU(lean=True)(x * 1.5)
+        out = AvgPool2x2(lean=True)(act)
         (g,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)  # a second order follows
     full = [t for t in saved if t.shape == act.shape]
     assert full and all(t.dtype == torch.bool for t in full)  # neither ReLU nor pooling keeps the output
     with torch.no_grad():  # inference: the plain op, no autograd Function
-        assert MaskReLU()(x).grad_fn is None
+        assert MaskReLU(lean=True)(x).grad_fn is None
 
 
 def test_convnet_lean_graph_keeps_a_quarter_less_for_the_same_second_order_gradients():
@@ -329,9 +346,9 @@ def test_convnet_lean_graph_keeps_a_quarter_less_for_the_same_second_order_gradi
     from ddlight.methods.trajectory.unroll import SavedBytes
 
     torch.manual_seed(0)
-    lean, plain = ConvNet(im_size=28), ConvNet(im_size=28, lean_graph=False)
+    lean, plain = ConvNet(im_size=28, lean_graph=True), ConvNet(im_size=28, lean_graph=False)
     plain.load_state_dict(lean.state_dict())
-    assert type(plain.blocks[0][2]) is torch.nn.ReLU and not plain.pool.lean_graph
+    assert not plain.blocks[0][2].lean and not plain.pool.lean
     x = torch.randn(20, 1, 28, 28)
     results = []
     for net in (lean, plain):
@@ -346,3 +363,58 @@ def test_convnet_lean_graph_keeps_a_quarter_less_for_the_same_second_order_gradi
     torch.testing.assert_close(l_lean, l_plain, rtol=0, atol=0)
     torch.testing.assert_close(g_lean, g_plain, rtol=1e-4, atol=1e-5 * float(g_plain.abs().max()))
     assert mb_lean < 0.85 * mb_plain
+
+
+def test_use_lean_graph_decides_only_where_the_user_left_it_open():
+    from ddlight.models import use_lean_graph
+
+    def lean_ops(net):
+        return {m.lean for m in net.modules() if hasattr(m, "lean")}
+
+    open_, off, on = ConvNet(), ConvNet(lean_graph=False), ConvNet(lean_graph=True)
+    assert lean_ops(open_) == {False} and lean_ops(on) == {True}
+    wrapped = torch.nn.Sequential(open_, off)
+    assert use_lean_graph(wrapped, twice_differentiated=True) is wrapped
+    assert lean_ops(open_) == {True} and lean_ops(off) == {False}
+    use_lean_graph(on, twice_differentiated=False)
+    use_lean_graph(open_, twice_differentiated=False)
+    assert lean_ops(on) == {True} and lean_ops(open_) == {False}
+
+
+def test_convnet_compile_auto_compiles_graph_free_forwards_after_compile_after_calls(monkeypatch):
+    # the default: short runs (the tests, the quick start) stay eager; long ones compile the real side
+    from ddlight.models import convnet
+
+    calls = []
+    monkeypatch.setattr(convnet, "_compiled", lambda kind: calls.append(kind) or getattr(convnet, f"_{kind}"))
+    net = ConvNet(width=8, micro_batch=4, compile_after=2)
+    assert ConvNet().compile_mode == "auto"
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        first = net.embed(x)
+        net.forward_blocks(x)
+    net(x).sum().backward()  # a graph forward neither counts nor compiles
+    assert calls == [] and net.graph_free_calls == 2
+    with torch.no_grad():
+        torch.testing.assert_close(net.embed(x), first, rtol=0, atol=0)
+        net.forward_blocks(x)
+    assert calls == ["embed", "embed", "blocks", "blocks"]  # every 4-image chunk of both calls
+
+
+def test_convnet_compile_auto_stays_eager_with_a_warning_when_compiling_fails(monkeypatch):
+    from ddlight.models import convnet
+
+    def broken(kind):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return fail
+
+    monkeypatch.setattr(convnet, "_compiled", broken)
+    net = ConvNet(width=8, micro_batch=4, compile_after=0)
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad(), pytest.warns(UserWarning, match="stays eager: torch.compile failed: no C"):
+        out = net.embed(x)
+    assert net.compile_mode is False
+    with torch.no_grad():
+        torch.testing.assert_close(out, net.embed(x), rtol=0, atol=0)

@@ -74,6 +74,7 @@ from ddlight.methods.trajectory.unroll import (
 )
 from ddlight.methods.trajectory.window import start_bound
 from ddlight.models.checks import check_num_classes
+from ddlight.models.convnet import use_lean_graph
 from ddlight.models.init import mix_seed
 from ddlight.ops.augment import DEFAULT_STRATEGY, DSA, strategy_for
 from ddlight.ops.losses import matching_loss
@@ -179,7 +180,7 @@ class TrajectoryMatching(Distiller):
         fiem_mask([1], self.depth_ratio)  # validate now, not after the buffer has been read
         loss_ratio_mask(torch.zeros(1), torch.zeros(1), loss_ratio)
         # Only the structure is used; functional_call supplies the weights.
-        self.net = net.requires_grad_(False)
+        self.net = use_lean_graph(net, twice_differentiated=True).requires_grad_(False)
         self.syn_lr = nn.Parameter(torch.tensor(float(lr_teacher_init)))
         self.label_logits: nn.Parameter | None = None
         self.buffer: ExpertBuffer | None = None

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from ddlight.data.base import TensorBatchDataset
 from ddlight.methods.trajectory.buffer import Stream
 from ddlight.methods.trajectory.fiex import shuffled_loader
+from ddlight.models.convnet import use_lean_graph
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA
 
@@ -107,7 +108,8 @@ def el2n_network(
     """EL2N network ``index``: ``template`` re-initialised from its own seed and trained ``epochs`` epochs
     on the whole set (it ranks the samples, so no curriculum), with the experts' optimiser, augmentation
     and epoch length."""
-    net = reinitialize(copy.deepcopy(template), mix_seed(seed, Stream.EL2N_INIT, index)).to(device)
+    net = use_lean_graph(copy.deepcopy(template), False)  # trained first-order
+    net = reinitialize(net, mix_seed(seed, Stream.EL2N_INIT, index)).to(device)
     net.train()
     opt = optimizer(net)
     gen = torch.Generator().manual_seed(mix_seed(seed, Stream.EL2N_DSA, index))

@@ -23,6 +23,9 @@ CONFIGS = ROOT / "configs"
 def test_loss_and_image_gradient_match_a_hand_written_student(cls, buffer_dir, tmp_path):
     mask = {"depth_ratio": 0.5} if cls is PAD else {}  # PAD's IPC-2 default masks nothing
     model = make_method(cls, buffer_dir, syn_steps=2, batch_syn=None, **mask)
+    # the unrolled student is differentiated twice: ReLU and pooling keep the lean graph (the hand-written
+    # student below runs ATen's ops, so this also checks that the lean gradients are the same)
+    assert {m.lean for m in model.net.modules() if hasattr(m, "lean")} == {True}
     fit(model, 0, tmp_path)
     plan = plan_of(model)
     traj = model.buffer.load_expert(plan.expert)
