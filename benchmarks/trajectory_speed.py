@@ -40,7 +40,8 @@ from ddlight.ops.losses import matching_loss
 
 def setup(ipc: int, syn_steps: int, seed: int = 0, lean_graph: bool = True):
     torch.manual_seed(seed)
-    net = ConvNet(channel=1, num_classes=10, width=128, im_size=28, lean_graph=lean_graph)
+    # lean: the distillers' default (None, decided per pass by student_steps); otherwise ATen's ops throughout
+    net = ConvNet(channel=1, num_classes=10, width=128, im_size=28, lean_graph=None if lean_graph else False)
     net.requires_grad_(False)
     names, shapes, sizes = parameter_layout(net)
     unflatten = functools.partial(unflatten_parameters, names=names, shapes=shapes, sizes=sizes)

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.func import functional_call
 
+from ddlight.models.convnet import use_lean_graph
 from ddlight.ops.augment import DSA, DSAParams
 from ddlight.ops.losses import soft_or_hard_ce
 
@@ -94,7 +95,10 @@ def student_steps(
     create_graph: bool = True,
 ) -> torch.Tensor:
     """Student SGD steps from ``flat``; ``create_graph=False`` gives the values only (no graph kept
-    across steps), which is all the forward of a recomputed segment needs."""
+    across steps), which is all the forward of a recomputed segment needs. Only a kept graph is lean
+    (:func:`~ddlight.models.use_lean_graph`): the graph-free pass is first-order, where ATen's ReLU and
+    pooling backward are faster than the bool mask's."""
+    use_lean_graph(net, twice_differentiated=create_graph)
     with torch.enable_grad():
         for idx, aug in steps:
             x = dsa.apply(images[idx], aug)

@@ -25,6 +25,7 @@ from ddlight.methods.trajectory import (
 )
 from ddlight.methods.trajectory.unroll import segments_for_budget
 from ddlight.models import ConvNet
+from ddlight.models.convnet import MaskReLU
 from ddlight.ops.losses import matching_loss
 from tests.helpers import ROOT
 from tests.helpers.builders import TinyDigits, tiny_net
@@ -137,14 +138,22 @@ def test_checkpointed_segments_match_the_full_graph(buffer_dir, tmp_path, soft):
     fit(model, 0, tmp_path)
     plan = plan_of(model)
     learned = [p for p in (model.images, model.label_logits, model.syn_lr) if p is not None]
-    results = []
+    results, lean_calls = [], []
+    relus = [m for m in model.net.modules() if isinstance(m, MaskReLU)]
+    hooks = [m.register_forward_hook(lambda m, i, o: lean_calls[-1].append(m.lean)) for m in relus]
     for segments in (0, 5):
         model.settings.checkpoint_segments = segments
         for p in learned:
             p.grad = None
+        lean_calls.append([])
         loss, graph_mb = model.iteration_loss(plan)
         loss.backward()
         results.append((loss.detach(), graph_mb, [p.grad.clone() for p in learned]))
+    for h in hooks:
+        h.remove()
+    # a kept graph is lean; the segments' graph-free pass runs ATen's first-order ReLU, then recomputes lean
+    steps = 5 * len(relus)
+    assert lean_calls[0] == [True] * steps and lean_calls[1] == [False] * steps + [True] * steps
     (l0, mb0, g0), (l1, mb1, g1) = results
     torch.testing.assert_close(l1, l0)
     for a, b in zip(g0, g1, strict=True):
