@@ -298,15 +298,38 @@ def main() -> None:
         print_method(method, args, common)
 
 
+def convolution_gflop(dataset: str, batch_real: int, ipc: int = 10) -> float:
+    """GFLOP of one iteration's convolutions and classifier (fvcore's MACs, 2 FLOP each), the work both
+    sides do alike: a graph-free forward of the real batch, and the synthetic set's forward and its
+    input-gradient backward (about one forward again; the network's weights take no gradient)."""
+    from bench_data import make_datamodule
+
+    from ddlight.models import ConvNet
+    from ddlight.ops.flops import count_macs
+
+    dm = make_datamodule(dataset)
+    shape = (dm.channels, *dm.image_size)
+    macs = float(count_macs(ConvNet(**dm.shape_args()), shape)["macs"])
+    return 2 * macs * dm.num_classes * (batch_real + 2 * ipc) / 1e9
+
+
 def print_method(method: str, args: argparse.Namespace, common: list[str]) -> None:
+    from bench_data import matmul_peak_gflops
+
     common = [*common, "--method", method]
     title = {"datadam": "DataDAM", "dm": "DM"}[method]
+    peak = matmul_peak_gflops()
     print(
         f"{title}, {args.dataset} IPC 10, ConvNet-3 w128; median of {args.steps} iterations after "
-        f"{args.warmup} warm-up; {args.rounds} interleaved round(s), median of each row's rounds"
+        f"{args.warmup} warm-up; {args.rounds} interleaved round(s), median of each row's rounds; "
+        f"fp32 matmul peak (2048^2) {peak:.0f} GFLOP/s"
     )
-    print(f"{'batch_real':>10} {'impl':>28} {'s/iter':>8} {'peak RSS GB':>12} {'speed-up':>9}")
+    print(
+        f"{'batch_real':>10} {'impl':>28} {'s/iter':>8} {'peak RSS GB':>12} {'conv GFLOP/s':>13} "
+        f"{'of peak':>8} {'speed-up':>9}"
+    )
     for b in args.batch_real:
+        gflop = convolution_gflop(args.dataset, b)
         rows: dict[str, list[str]] = {}
         if not args.no_reference:
             rows["reference-style fp32"] = ["--reference", "--batch-real", str(b), *common]
@@ -328,7 +351,9 @@ def print_method(method: str, args: argparse.Namespace, common: list[str]) -> No
                 per_round = [a["median_s"] / r["median_s"] for a, r in zip(ref, res, strict=True)]
                 ratio = f"{statistics.median(per_round):.2f}x"
                 rounds += "  (" + " ".join(f"{x:.2f}x" for x in per_round) + ")"
-            line = f"{b:>10} {label:>28} {s:>8.3f} {rss:>12.2f} {ratio:>9}"
+            rate = gflop / s
+            line = f"{b:>10} {label:>28} {s:>8.3f} {rss:>12.2f}"
+            line += f" {rate:>13.0f} {100 * rate / peak:>7.0f}% {ratio:>9}"
             print(line + (f"   rounds: {rounds}" if args.rounds > 1 else ""), flush=True)
 
 
