@@ -8,7 +8,9 @@ torch refuses the official ``out.view(out.size(0), -1)`` on a CPU batch (same va
 MNIST IPC 10 from real images, ConvNet-3 w128 instance norm, the official DSA strategy (flip on: ddlight
 runs with ``configs/overlays/dsa_keep_flip.yaml``), batch_real 256, evaluation off (``--num_eval 0``).
 An official DC/DSA iteration is ``outer_loop`` image updates with their inner loops: ddlight's figure
-for it is ``outer_loop`` steps.
+for it is ``outer_loop`` steps. Each row also prints one official iteration's FLOPs, counted on ddlight's
+side by ``torch.utils.flop_counter`` (both sides run the same convolutions and matmuls), and each side's
+share of the fp32 matmul peak measured at the start of the command.
 
     python benchmarks/official_speed.py --official /path/to/DatasetCondensation [--methods dm dsa dc]
 """
@@ -25,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_data import matmul_peak_gflops
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
@@ -78,7 +82,7 @@ def official(method: str, workdir: Path, iterations: int, extra: list[str]) -> l
     return times[1:]  # iteration 0 also saves the image grid
 
 
-def ours(method: str, steps: int, config: str) -> list[float]:
+def ours(method: str, steps: int, config: str, flop_steps: int) -> tuple[list[float], float]:
     # DC runs without augmentation on both sides; DSA and DM with the official strategy (flip kept)
     overlay = [] if method == "dc" else ["--config", "configs/overlays/dsa_keep_flip.yaml"]
     code = f"""
@@ -94,12 +98,21 @@ class T(L.Callback):
 L.Trainer(max_steps={steps}, logger=False, enable_checkpointing=False, enable_progress_bar=False,
           enable_model_summary=False, callbacks=[T()], accelerator="cpu").fit(cli.model, cli.datamodule)
 print("TIMES", *times)
+# the FLOPs of one official iteration ({flop_steps} steps from a fresh trainer), counted, not timed
+from torch.utils.flop_counter import FlopCounterMode
+counter = FlopCounterMode(display=False)
+with counter:
+    L.Trainer(max_steps={flop_steps}, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, accelerator="cpu").fit(cli.model, cli.datamodule)
+print("GFLOP", counter.get_total_flops() / 1e9)
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("TIMES")), None)
-    if line is None:
+    found = {
+        ln.split()[0]: ln.split()[1:] for ln in out.stdout.splitlines() if ln.startswith(("TIMES", "GFLOP"))
+    }
+    if "GFLOP" not in found:
         raise RuntimeError(f"ddlight {method} failed:\n{out.stderr[-3000:]}")
-    return [float(t) for t in line.split()[1:]]
+    return [float(t) for t in found["TIMES"]], float(found["GFLOP"][0])
 
 
 def main() -> None:
@@ -111,8 +124,14 @@ def main() -> None:
     a = ap.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "all")
     sizes = "CPU-sized (DM 64/class; DC/DSA width 32, 32/class)" if a.cpu_sized else "w128, batch_real 256"
-    print(f"MNIST IPC 10, real init, ConvNet-3 {sizes}; threads {threads}")
-    print(f"{'method':>6} {'official s/iter':>16} {'ddlight s/iter':>15} {'speed-up':>9}")
+    peak = matmul_peak_gflops()
+    print(
+        f"MNIST IPC 10, real init, ConvNet-3 {sizes}; threads {threads}; fp32 matmul peak {peak:.0f} GFLOP/s"
+    )
+    print(
+        f"{'method':>6} {'official s/iter':>16} {'ddlight s/iter':>15} {'speed-up':>9} {'GFLOP/iter':>11}"
+        f" {'official % of peak':>19} {'ddlight % of peak':>18}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         patched_copy(a.official, Path(tmp))
         for method in a.methods:
@@ -120,10 +139,13 @@ def main() -> None:
             extra = CPU_OFFICIAL[method] if a.cpu_sized else []
             ref = statistics.median(official(method, Path(tmp), a.iterations, extra))
             k = OUTER_LOOP[method]
-            steps = ours(method, k * a.iterations, (CPU_CONFIGS if a.cpu_sized else CONFIGS)[method])
+            config = (CPU_CONFIGS if a.cpu_sized else CONFIGS)[method]
+            steps, gflop = ours(method, k * a.iterations, config, k)
             mine = statistics.median([sum(steps[i : i + k]) for i in range(k, len(steps) - k + 1, k)])
             wall = time.perf_counter() - t0
-            print(f"{method:>6} {ref:>16.3f} {mine:>15.3f} {ref / mine:>8.2f}x   ({wall:.0f} s)", flush=True)
+            shares = f"{100 * gflop / ref / peak:>18.0f}% {100 * gflop / mine / peak:>17.0f}%"
+            line = f"{method:>6} {ref:>16.3f} {mine:>15.3f} {ref / mine:>8.2f}x {gflop:>11.1f} {shares}"
+            print(f"{line}   ({wall:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

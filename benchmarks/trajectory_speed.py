@@ -91,9 +91,25 @@ def single(ipc: int, syn_steps: int, segments: int, repeats: int, lean_graph: in
     print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb}))
 
 
+def whole_graph_gflop(ipc: int, syn_steps: int) -> float:
+    """One whole-graph iteration's GFLOP without holding its graph: every student step costs the same, so
+    the count of 1 and 2 steps gives it for any number (the useful work of every path; recomputation
+    adds its own)."""
+    one, two = (iteration_gflop(*setup(ipc, s)) for s in (1, 2))
+    return one + (syn_steps - 1) * (two - one)
+
+
 def rss_rows(a: argparse.Namespace) -> None:
-    print(f"{'IPC':>4} {'path':>30} {'s/iter':>8} {'peak RSS GB':>12} {'vs whole':>9} {'vs ATen whole':>14}")
+    peak = matmul_peak_gflops()
+    print(
+        f"fp32 matmul peak (2048^2) {peak:.0f} GFLOP/s; GFLOP/s and % of it: a whole-graph iteration's FLOPs"
+    )
+    print(
+        f"{'IPC':>4} {'path':>30} {'s/iter':>8} {'peak RSS GB':>12} {'vs whole':>9} {'vs ATen whole':>14}"
+        f" {'GFLOP/s':>8} {'of peak':>8}"
+    )
     for ipc in a.ipc:
+        gflop = whole_graph_gflop(ipc, a.syn_steps)
         run, start, target, learned, plan = setup(ipc, a.syn_steps)
         segments = unroll.segments_from_budget(
             run, start, plan, learned["images"], learned["labels"], learned["syn_lr"], a.budget_mb
@@ -122,7 +138,7 @@ def rss_rows(a: argparse.Namespace) -> None:
             t = r["seconds"]
             print(
                 f"{ipc:>4} {name:>30} {t:>8.3f} {r['peak_rss_gb']:>12.2f}"
-                f" {t / t0:>8.3f}x {t / t_aten:>13.3f}x"
+                f" {t / t0:>8.3f}x {t / t_aten:>13.3f}x {gflop / t:>8.0f} {100 * gflop / t / peak:>7.0f}%"
             )
 
 

@@ -180,8 +180,10 @@ def make_pool(pooling: str, lean: bool = False) -> nn.Module:
 
 def use_lean_graph(net: nn.Module, twice_differentiated: bool) -> nn.Module:
     """Lean graphs for the ConvNets in ``net`` that left ``lean_graph`` to their user (``None``) exactly
-    when their graph is differentiated twice (DC/DSA, trajectory matching call this with ``True``; a
-    network trained first-order from such a template with ``False``). Returns ``net``."""
+    when their graph is kept and differentiated twice: trajectory matching's unrolled student steps call
+    this with ``True`` and its graph-free pass with ``False``, as does every copy trained first-order from
+    such a template (the evaluator's runs, PAD's EL2N networks). DC/DSA keep ATen's ops: their 50-epoch
+    first-order inner loops dominate and their graphs are small. Returns ``net``."""
     for convnet in net.modules():
         if isinstance(convnet, ConvNet) and convnet.lean_graph is None:
             for op in convnet.modules():
@@ -230,8 +232,8 @@ class ConvNet(nn.Module):
 
     ``lean_graph`` keeps a bool mask of each ReLU in the autograd graph and no input of the 2x2 pooling
     (:class:`MaskReLU`, :class:`AvgPool2x2`): the same values and gradients to rounding order, a quarter
-    less graph per step for the twice-differentiated students of trajectory matching and DC/DSA, where it
-    was also faster; in first-order training (the evaluator, experts, DataDAM/DM) the mask's backward made
+    less graph per step for the twice-differentiated students of trajectory matching, where it was also
+    faster; in first-order training (the evaluator, experts, DataDAM/DM) the mask's backward made
     a step slower (docs/performance.md). ``None`` (default) leaves the choice to the code that knows how
     the graph is used (:func:`use_lean_graph`); ``True``/``False`` fix it.
     """
