@@ -56,7 +56,7 @@ def compile_value(choice: str) -> bool | str:
 
 def reference_convnet(**kwargs) -> nn.Module:
     """ddlight's ConvNet with the released code's modules (``nn.ReLU``, ``nn.AvgPool2d``), for the
-    reference-style loops: ddlight's own ReLU and pooling kernels (``lean_graph``, ``convnet.AvgPool2x2``)
+    reference-style loops: ddlight's own ReLU and pooling kernels (``lean_graph``, ``kernels.AvgPool2x2``)
     are part of what they compare."""
     from ddlight.models import ConvNet
 

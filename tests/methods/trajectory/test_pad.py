@@ -25,7 +25,7 @@ from ddlight.methods.trajectory import (
 )
 from ddlight.methods.trajectory.unroll import segments_for_budget
 from ddlight.models import ConvNet
-from ddlight.models.convnet import MaskReLU
+from ddlight.models.kernels import MaskReLU
 from ddlight.ops.losses import matching_loss
 from tests.helpers import ROOT
 from tests.helpers.builders import TinyDigits, tiny_net
