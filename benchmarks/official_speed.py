@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_data import matmul_peak_gflops
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / ".." / "shared" / "data").resolve()
 SCRIPTS = {"dm": "main_DM.py", "dc": "main.py", "dsa": "main.py"}
@@ -124,6 +122,8 @@ def main() -> None:
     a = ap.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "all")
     sizes = "CPU-sized (DM 64/class; DC/DSA width 32, 32/class)" if a.cpu_sized else "w128, batch_real 256"
+    from bench_data import matmul_peak_gflops  # a sibling script: importable only when run as one
+
     peak = matmul_peak_gflops()
     print(
         f"MNIST IPC 10, real init, ConvNet-3 {sizes}; threads {threads}; fp32 matmul peak {peak:.0f} GFLOP/s"

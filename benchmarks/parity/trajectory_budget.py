@@ -21,8 +21,13 @@ scores both sets.
 * ``ddlight``: ``configs/mnist/{mtt,datm,pad}.yaml`` with ``configs/overlays/dsa_keep_flip.yaml``, the
   converted buffer, ``init_from`` the start and ``max_steps`` = ``--iterations``. PAD runs the released
   ``loss_ratio`` FIEM (0.5, CIFAR-10 IPC 10's) instead of the MNIST config's ``depth_ratio``.
-* ``evaluate --side {official,ddlight,start}``: ``configs/mnist/evaluate.yaml``'s evaluator (5 x ConvNet-3
-  x 300 epochs) on the set, DATM/PAD at their learned labels and learned ``syn_lr``.
+* ``evaluate --side {official,ddlight,start,real}``: ``configs/mnist/evaluate.yaml``'s evaluator (5 x
+  ConvNet-3 x 300 epochs) on the set, DATM/PAD at their learned labels and learned ``syn_lr``. ``start`` is
+  the start as the method begins it (DATM/PAD: soft expert logits, the initial ``syn_lr``); ``real`` is the
+  same images as plain real images: their class labels and the protocol's rate.
+
+A second launch is a second ``--work`` folder holding the same ``experts/`` and its own ``--seed`` (the
+start's draw, ddlight's run and the authors' global RNG).
 
     python -m benchmarks.parity.trajectory_budget buffer --official MTT_CHECKOUT --work W
     python -m benchmarks.parity.trajectory_budget start datm --work W
@@ -137,7 +142,9 @@ def to_ddlight(trajectories: list, root: Path, dm: Any, where: str, seconds: flo
 
 
 # ------------------------------------------------------------------------------- start and ddlight
-def ddlight_run(method: str, work: Path, iterations: int, data: Path, start: bool = False) -> Path:
+def ddlight_run(
+    method: str, work: Path, iterations: int, data: Path, start: bool = False, seed: int = 0
+) -> Path:
     """ddlight's run (``start``: ``max_steps 0``, the initial set alone) in ``W/<method>_{start,ddlight}``."""
     wd = work / f"{method}_{'start' if start else 'ddlight'}"
     cmd = [sys.executable, "-m", "ddlight", "fit", "--config", str(ROOT / CONFIG[method])]
@@ -145,6 +152,7 @@ def ddlight_run(method: str, work: Path, iterations: int, data: Path, start: boo
     cmd += ["--trainer.max_steps", str(0 if start else iterations), "--trainer.logger.init_args.save_dir"]
     cmd += [str(wd / "logs"), "--model.init_args.export_dir", str(wd), "--data.init_args.data_dir", str(data)]
     cmd += ["--model.init_args.buffer_dir", str(work / "experts"), "--model.init_args.grid_every", "0"]
+    cmd += ["--seed_everything", str(seed)]
     if not start:
         cmd += ["--model.init_args.init_from", str(work / f"{method}_start" / "synthetic.pt")]
     wd.mkdir(parents=True, exist_ok=True)
@@ -241,9 +249,19 @@ def official_stage(method: str, root: Path, work: Path, iterations: int, seed: i
 # ----------------------------------------------------------------------------------------- evaluate
 def evaluate(method: str, work: Path, side: str, data: Path, epochs: int | None = None) -> None:
     """:func:`.budget.score` on one set; DATM/PAD at the set's learned ``syn_lr``."""
-    path = work / f"{method}_{side}" / "synthetic.pt"
-    lr = None if method == "mtt" else float(SyntheticSet.load(path).extra["syn_lr"])
-    out = path.parent / f"eval{'' if epochs is None else f'_{epochs}ep'}.json"
+    path = work / f"{method}_{'start' if side == 'real' else side}" / "synthetic.pt"
+    syn = SyntheticSet.load(path)
+    lr = None if method == "mtt" or side == "real" else float(syn.extra["syn_lr"])
+    if side == "real":  # the start's images with their classes (ddlight's sets are class-major)
+        classes = torch.arange(syn.num_classes).repeat_interleave(syn.ipc)
+        agree = float((syn.hard_labels == classes).float().mean())
+        print(f"{method} real: the start's labels' argmax agrees with the images' classes for {agree:.0%}")
+        syn.labels = classes
+        path = syn.save(path.parent / "real.pt")
+    out = (
+        path.parent
+        / f"eval{'_real' if side == 'real' else ''}{'' if epochs is None else f'_{epochs}ep'}.json"
+    )
     res = score(path, out, epochs, data, lr=lr)
     print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
 
@@ -258,14 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--experts", type=int, default=3)
     ap.add_argument("--expert-epochs", type=int, default=4, help="stage buffer: epochs per expert")
     ap.add_argument("--epochs", type=int, help="stage evaluate: epochs instead of evaluate.yaml's 300")
-    ap.add_argument("--side", choices=("official", "ddlight", "start"))
+    ap.add_argument("--side", choices=("official", "ddlight", "start", "real"))
     ap.add_argument("--data", type=Path, default=DATA, help="root holding MNIST/raw")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.stage == "buffer":
         buffer_stage(a.official, a.work, a.experts, a.expert_epochs, a.data, a.seed)
     elif a.stage in ("start", "ddlight"):
-        ddlight_run(a.method, a.work, a.iterations, a.data, start=a.stage == "start")
+        ddlight_run(a.method, a.work, a.iterations, a.data, start=a.stage == "start", seed=a.seed)
     elif a.stage == "official":
         official_stage(a.method, a.official, a.work, a.iterations, a.seed)
     else:
