@@ -152,7 +152,7 @@ def ddlight_run(
     cmd += ["--trainer.max_steps", str(0 if start else iterations), "--trainer.logger.init_args.save_dir"]
     cmd += [str(wd / "logs"), "--model.init_args.export_dir", str(wd), "--data.init_args.data_dir", str(data)]
     cmd += ["--model.init_args.buffer_dir", str(work / "experts"), "--model.init_args.grid_every", "0"]
-    cmd += ["--model.init_args.seed", str(seed), "--seed_everything", str(seed)]  # the method's draws, torch's
+    cmd += ["--model.init_args.seed", str(seed), "--seed_everything", str(seed)]  # method, torch
     if not start:
         cmd += ["--model.init_args.init_from", str(work / f"{method}_start" / "synthetic.pt")]
     wd.mkdir(parents=True, exist_ok=True)
