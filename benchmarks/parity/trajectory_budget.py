@@ -26,8 +26,8 @@ scores both sets.
   the start as the method begins it (DATM/PAD: soft expert logits, the initial ``syn_lr``); ``real`` is the
   same images as plain real images: their class labels and the protocol's rate.
 
-A second launch is a second ``--work`` folder holding the same ``experts/`` and its own ``--seed`` (the
-start's draw, ddlight's run and the authors' global RNG).
+A second launch is a second ``--work`` folder holding the same ``experts/`` and ``replay_buffer_0.pt`` (the
+authors' side reads their file) and its own ``--seed`` (the start's draw, ddlight's run, the authors' RNG).
 
     python -m benchmarks.parity.trajectory_budget buffer --official MTT_CHECKOUT --work W
     python -m benchmarks.parity.trajectory_budget start datm --work W
