@@ -258,10 +258,8 @@ def evaluate(method: str, work: Path, side: str, data: Path, epochs: int | None 
         print(f"{method} real: the start's labels' argmax agrees with the images' classes for {agree:.0%}")
         syn.labels = classes
         path = syn.save(path.parent / "real.pt")
-    out = (
-        path.parent
-        / f"eval{'_real' if side == 'real' else ''}{'' if epochs is None else f'_{epochs}ep'}.json"
-    )
+    suffix = ("_real" if side == "real" else "") + ("" if epochs is None else f"_{epochs}ep")
+    out = path.parent / f"eval{suffix}.json"
     res = score(path, out, epochs, data, lr=lr)
     print(f"{method} {side}: {100 * res['mean']:.2f} +- {100 * res['std']:.2f} % ({res['accuracies']})")
 
