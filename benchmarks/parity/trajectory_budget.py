@@ -10,6 +10,8 @@ scores both sets.
   MNIST) in their ``TensorDataset``/``DataLoader`` (256, shuffled). Their file is kept
   (``replay_buffer_0.pt``) and converted to a ddlight buffer (``experts/``: one ``(E + 1, P)`` row per
   epoch, the parameters flattened in ``named_parameters`` order, which is their ``parameters()`` order).
+  Their ``utils`` modules import ``kornia`` at module level: install it beside ddlight for the buffer and
+  official stages.
 * ``start``: ddlight's initial set (a ``max_steps: 0`` run): random real images for MTT; for DATM and PAD
   the images the first expert classifies correctly and the experts' mean logits (the rule shown
   fixture-equal to theirs, ``tests/parity/test_datm.py``). Both sides start from it.
