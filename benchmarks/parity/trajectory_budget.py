@@ -240,10 +240,11 @@ def official_stage(method: str, root: Path, work: Path, iterations: int, seed: i
     start.images = image_syn.detach().clone()
     start.labels = label_syn.detach().clone()
     start.method = f"{method}_official"
-    start.extra = {**start.extra, "syn_lr": float(syn_lr.detach()), "losses": losses}
+    lr = float(syn_lr.detach())
+    start.extra = {**start.extra, "syn_lr": lr, "losses": losses}
     start.save(out / "synthetic.pt")
     info = {"iterations": iterations, "s_per_it": sum(times) / iterations, "peak_rss_gb": peak_rss_gb(),
-            "where": where, "syn_lr": float(syn_lr.detach())}  # fmt: skip
+            "where": where, "syn_lr": lr}  # fmt: skip
     (out / "timing.json").write_text(json.dumps(info))
     print(f"{method} official: {json.dumps(info)}")
 
