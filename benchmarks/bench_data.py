@@ -46,12 +46,12 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-COMPILE_CHOICES = ("off", "no_grad", "true")
+COMPILE_CHOICES = ("off", "no_grad", "true", "auto")
 
 
 def compile_value(choice: str) -> bool | str:
     """A benchmark's ``--compile`` choice as ``ConvNet(compile=...)`` takes it."""
-    return {"off": False, "no_grad": "no_grad", "true": True}[choice]
+    return {"off": False, "no_grad": "no_grad", "true": True, "auto": "auto"}[choice]
 
 
 def reference_convnet(**kwargs) -> nn.Module:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from ddlight.artifacts import (
@@ -43,7 +43,7 @@ from ddlight.evaluation.recipe import (
     resolve_lr,
 )
 from ddlight.evaluation.result import EvalResult
-from ddlight.models.convnet import use_lean_graph
+from ddlight.models.convnet import compile_training, use_lean_graph
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import label_entropy, soft_or_hard_ce
@@ -56,6 +56,10 @@ PRECISIONS = ("32-true", "32", "bf16-mixed")
 class Runs:
     """``recipe.num_runs`` seeded re-initialisations of ``net`` (the template is not trained) and the state
     one evaluation keeps: its base rate, its augmentation and generator, the loss trend."""
+
+    # From this many trained images (runs x epochs x set size) on, a ConvNet left at compile "auto" trains
+    # compiled from the first step: enough steps to repay a cold compile (docs/performance.md).
+    compile_from_images = 100_000
 
     def __init__(self, net: nn.Module, recipe: Recipe) -> None:
         self.net = net
@@ -103,6 +107,21 @@ class Runs:
         self.base_lr = searched_lr
         self.dsa_op = DSA(strategy_for(r.dsa_strategy, flip_invariant(dataset_name))) if r.dsa else None
         self.dsa_gen = torch.Generator().manual_seed(mix_seed(r.seed, 4))
+        if labels is not None:
+            self.plan_compile(labels.shape[0])
+
+    def plan_compile(self, num_images: int) -> bool:
+        """Whether the runs train compiled (:func:`~ddlight.models.compile_training`): only a long
+        evaluation repays the compile, so the test suite and short checks stay eager."""
+        long = self.recipe.num_runs * self.recipe.epochs * num_images >= self.compile_from_images
+        for net in self.nets:
+            compile_training(net, long)
+        if long and any(getattr(m, "compile_mode", None) == "auto" for m in self.nets[0].modules()):
+            rank_zero_info(  # the first step's pause needs a reason
+                "[ddlight] evaluation: training compiled on a CPU (ConvNet compile 'auto', long evaluation; "
+                "the first step compiles, cached on disk; configs/overlays/eager.yaml switches it off)"
+            )
+        return long
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return network_sgd(

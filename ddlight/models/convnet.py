@@ -73,6 +73,19 @@ def use_lean_graph(net: nn.Module, twice_differentiated: bool) -> nn.Module:
     return net
 
 
+def compile_training(net: nn.Module, on: bool = True) -> nn.Module:
+    """Lets the ConvNets in ``net`` whose ``compile`` is ``"auto"`` run their graph forwards (and so their
+    backward) through torch.compile too, on the CPU. Only code that trains a network first-order, long
+    enough to repay the compile, says so (the evaluation's runs, :class:`~ddlight.evaluation.Runs`):
+    inductor's fused backward recomputes activations, and a ReLU whose input rounds across zero there
+    changes its gradient, noise far below a trained network's run-to-run spread but not "the same images"
+    for a distiller, whose synthetic side stays eager. Returns ``net``."""
+    for convnet in net.modules():
+        if isinstance(convnet, ConvNet):
+            convnet.compile_training = on
+    return net
+
+
 def as_size(im_size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(im_size, int):
         return (im_size, im_size)
@@ -109,7 +122,8 @@ class ConvNet(nn.Module):
     of seconds on 2 cores, then cached on disk), so it pays for long runs, not for tests: ``"auto"``
     (default) is ``no_grad`` on the CPU from the ``compile_after``-th graph-free call of this network on,
     eager before (the quick start and the test suite never reach it) and for good if compiling fails
-    (a warning says why).
+    (a warning says why); it is ``True`` from the start for a network that an evaluation trains long
+    enough to repay the compile (:func:`compile_training`).
 
     ``lean_graph`` keeps a bool mask of each ReLU in the autograd graph and no input of the 2x2 pooling
     (:class:`MaskReLU`, :class:`AvgPool2x2`): the same values and gradients to rounding order, a quarter
@@ -145,6 +159,7 @@ class ConvNet(nn.Module):
         self.compile_mode = compile
         self.compile_after = compile_after
         self.graph_free_calls = 0  # counts toward compile_after ("auto")
+        self.compile_training = False  # "auto" compiles graph forwards too: compile_training()
         h, w = as_size(im_size)
         # Per-sample norms make a chunked forward exact; batch norm's statistics would change, so it never
         # chunks.
@@ -244,7 +259,7 @@ class ConvNet(nn.Module):
         if self.compile_mode is True:
             return True
         if torch.is_grad_enabled():
-            return False
+            return self.compile_mode == "auto" and self.compile_training and x.device.type == "cpu"
         if self.compile_mode == "no_grad":
             return True
         if x.device.type != "cpu":  # "auto" was measured on CPUs only

@@ -58,6 +58,46 @@ def test_training_on_real_digits_beats_chance(tmp_path):
     assert res["mean"] > 0.5
 
 
+def test_only_long_evaluations_train_compiled(caplog):
+    # runs x epochs x images decides: a set evaluated as the protocol does (5 x 300 x 100 images) repays
+    # the compile; the tests' and the quick checks' few epochs stay eager
+    syn, _ = bundled_set()
+    n = syn.images.shape[0]
+    said = "[ddlight] evaluation: training compiled on a CPU"
+    short = Runs(ConvNet(width=8), Recipe(num_runs=2, epochs=3))
+    with caplog.at_level("INFO"):
+        short.prepare("mnist", labels=syn.labels, searched_lr=0.01)
+        assert not short.plan_compile(n) and {net.compile_training for net in short.nets} == {False}
+        assert said not in caplog.text
+        protocol = Runs(ConvNet(width=8), Recipe(num_runs=5, epochs=300))
+        protocol.prepare("mnist", labels=torch.arange(100) % 10, searched_lr=0.01)
+        assert caplog.text.count(said) == 1  # the first step's pause has a reason
+    assert {net.compile_training for net in protocol.nets} == {True}
+    assert not protocol.plan_compile(1)  # 1,500 images
+    eager = Runs(ConvNet(width=8, compile=False), Recipe(num_runs=5, epochs=300))
+    with caplog.at_level("INFO"):
+        eager.prepare("mnist", labels=torch.arange(100) % 10, searched_lr=0.01)
+    assert caplog.text.count(said) == 1  # not said again for a network that stays eager
+    # marked, but a network the user set eager never compiles (ConvNet's "auto" decides)
+    assert all(not net._compiled_now(syn.images.float()) for net in eager.nets)
+
+
+@pytest.mark.slow  # compiles a forward and its backward
+def test_compiled_runs_train_as_eager_ones_do(monkeypatch):
+    syn, dm = bundled_set(ipc=2)
+    results = []
+    for compiled in (False, True):
+        monkeypatch.setattr(Runs, "compile_from_images", 1 if compiled else 10**12)
+        ev = Runs(ConvNet(width=16), Recipe(num_runs=2, epochs=10))
+        res = ev.fit(syn.images, syn.labels, dm.test_dataloader(), "mnist")
+        assert {net.compile_training for net in ev.nets} == {compiled}
+        results.append(res)
+    # inductor's fused backward rounds differently (docs/performance.md): the same training, to noise
+    for a, b in zip(results[0]["train_loss_last_epoch"], results[1]["train_loss_last_epoch"], strict=True):
+        assert a == pytest.approx(b, rel=1e-2)
+    assert results[0]["mean"] == pytest.approx(results[1]["mean"], abs=0.03)
+
+
 @pytest.mark.slow
 def test_runs_bf16_autocast_trains_and_refuses_unknown_precision():
     syn, dm = bundled_set(ipc=10)

@@ -317,6 +317,31 @@ def test_convnet_compile_auto_compiles_graph_free_forwards_after_compile_after_c
     assert caplog.text.count("compiling the graph-free forward after 2 eager calls") == 1
 
 
+def test_compile_training_sends_auto_networks_graph_forwards_through_the_compiled_body(monkeypatch):
+    # what an evaluation's long runs switch on: "auto" nets compile their training forwards from the
+    # first call; a net the user set eager (compile: false) stays eager, and graph-free calls still count
+    from ddlight.models import compile_training, convnet
+
+    calls = []
+    monkeypatch.setattr(
+        convnet, "_compiled", lambda kind: calls.append((kind, torch.is_grad_enabled())) or convnet._embed
+    )
+    auto, eager = ConvNet(width=8, micro_batch=4), ConvNet(width=8, micro_batch=4, compile=False)
+    x = torch.randn(8, 1, 28, 28)
+    auto(x).sum().backward()
+    assert calls == [] and not auto.compile_training  # off unless the trainer of the network says so
+    wrapper = torch.nn.Sequential(auto)  # reaches ConvNets inside other modules
+    assert compile_training(wrapper) is wrapper and compile_training(eager).compile_training
+    auto.zero_grad()
+    auto(x).sum().backward()
+    eager(x).sum().backward()
+    assert calls == [("embed", True), ("embed", True)]  # the two 4-image chunks of the auto net only
+    assert auto.blocks[0][0].weight.grad is not None and auto.graph_free_calls == 0
+    compile_training(auto, False)
+    auto(x)
+    assert len(calls) == 2
+
+
 def test_convnet_compile_auto_stays_eager_with_a_warning_when_compiling_fails(monkeypatch):
     from ddlight.models import convnet
 
