@@ -46,12 +46,14 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-COMPILE_CHOICES = ("off", "no_grad", "true", "auto")
+# A benchmark's ``--compile`` choice and what ``ConvNet(compile=...)`` takes for it.
+COMPILE_VALUES: dict[str, bool | str] = {"off": False, "no_grad": "no_grad", "true": True, "auto": "auto"}
+COMPILE_CHOICES = tuple(COMPILE_VALUES)
 
 
 def compile_value(choice: str) -> bool | str:
     """A benchmark's ``--compile`` choice as ``ConvNet(compile=...)`` takes it."""
-    return {"off": False, "no_grad": "no_grad", "true": True, "auto": "auto"}[choice]
+    return COMPILE_VALUES[choice]
 
 
 def reference_convnet(**kwargs) -> nn.Module:

@@ -43,7 +43,7 @@ from ddlight.evaluation.recipe import (
     resolve_lr,
 )
 from ddlight.evaluation.result import EvalResult
-from ddlight.models.convnet import compile_training, use_lean_graph
+from ddlight.models.convnet import ConvNet, compile_training, use_lean_graph
 from ddlight.models.init import mix_seed, reinitialize
 from ddlight.ops.augment import DSA, strategy_for
 from ddlight.ops.losses import label_entropy, soft_or_hard_ce
@@ -111,12 +111,14 @@ class Runs:
             self.plan_compile(labels.shape[0])
 
     def plan_compile(self, num_images: int) -> bool:
-        """Whether the runs train compiled (:func:`~ddlight.models.compile_training`): only a long
-        evaluation repays the compile, so the test suite and short checks stay eager."""
+        """Whether this evaluation is long enough to train compiled (:func:`~ddlight.models.compile_training`;
+        ConvNets at ``compile="auto"`` on a CPU then do): only a long one repays the compile, so the test
+        suite and short checks stay eager."""
         long = self.recipe.num_runs * self.recipe.epochs * num_images >= self.compile_from_images
         for net in self.nets:
             compile_training(net, long)
-        if long and any(getattr(m, "compile_mode", None) == "auto" for m in self.nets[0].modules()):
+        # the device is not known yet (Lightning moves the module after setup), hence "on a CPU"
+        if long and any(isinstance(m, ConvNet) and m.compile_mode == "auto" for m in self.nets[0].modules()):
             rank_zero_info(  # the first step's pause needs a reason
                 "[ddlight] evaluation: training compiled on a CPU (ConvNet compile 'auto', long evaluation; "
                 "the first step compiles, cached on disk; configs/overlays/eager.yaml switches it off)"
