@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -65,8 +65,8 @@ def use_lean_graph(net: nn.Module, twice_differentiated: bool) -> nn.Module:
     this with ``True`` and its graph-free pass with ``False``, as does every copy trained first-order from
     such a template (the evaluator's runs, PAD's EL2N networks). DC/DSA keep ATen's ops: their 50-epoch
     first-order inner loops dominate and their graphs are small. Returns ``net``."""
-    for convnet in net.modules():
-        if isinstance(convnet, ConvNet) and convnet.lean_graph is None:
+    for convnet in _convnets(net):
+        if convnet.lean_graph is None:
             for op in convnet.modules():
                 if isinstance(op, (MaskReLU, AvgPool2x2)):
                     op.lean = twice_differentiated
@@ -80,10 +80,13 @@ def compile_training(net: nn.Module, on: bool = True) -> nn.Module:
     inductor's fused backward recomputes activations, and a ReLU whose input rounds across zero there
     changes its gradient, noise far below a trained network's run-to-run spread but not "the same images"
     for a distiller, whose synthetic side stays eager. Returns ``net``."""
-    for convnet in net.modules():
-        if isinstance(convnet, ConvNet):
-            convnet.compile_training = on
+    for convnet in _convnets(net):
+        convnet.compile_training = on
     return net
+
+
+def _convnets(net: nn.Module) -> Iterator[ConvNet]:
+    return (m for m in net.modules() if isinstance(m, ConvNet))
 
 
 def as_size(im_size: int | Sequence[int]) -> tuple[int, int]:
