@@ -13,6 +13,13 @@ each one's peak resident memory beside its time: what a distillation's peak is m
 module and the expert buffer (tens of MB for MNIST); a third path is the whole graph with ATen's ReLU and
 pooling (``ConvNet(lean_graph=False)``), the graph before bool masks. ``--budget-mb`` defaults to the
 distillers' default.
+
+``--official PATH`` (with ``--rss``) adds the authors' MTT iteration from a checkout of
+GeorgeCazenavette/mtt-distillation: their outer step, sliced from ``distill.py`` as the parity harness
+slices it (:mod:`benchmarks.parity.mtt`), with their ``ReparamModule``, ``networks.ConvNet`` and
+``DiffAugment`` (sliced from ``utils.py``, whose module imports need a plotting stack) at the same sizes:
+the whole synthetic set as one batch (their ``batch_syn`` default), hard labels, their DSA strategy (flip
+included), their image and rate optimizers' steps inside the timed span.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 from bench_data import matmul_peak_gflops
 from torch.utils.flop_counter import FlopCounterMode
@@ -91,12 +101,66 @@ def single(ipc: int, syn_steps: int, segments: int, repeats: int, lean_graph: in
     print(json.dumps({"seconds": seconds, "peak_rss_gb": peak_gb}))
 
 
+def official_setup(root: Path, ipc: int, syn_steps: int, seed: int = 0):
+    """The namespace their sliced outer step runs in, and the step's code: what ``main()`` builds before
+    its loop (``distill.py:121-139`` at 50dccea), with a one-expert buffer of a fresh network and two
+    perturbed epochs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.parity, run as a script
+    from benchmarks.parity import official
+    from benchmarks.parity.mtt import OUTER_START, run_slice, their_slice
+
+    root = Path(root)
+    reparam, networks = official.load(root, "reparam_module"), official.load(root, "networks")
+    code, label = their_slice(root / "utils.py", "class ParamDiffAug", "'rotate': [rand_rotate]", more=1)
+    aug = run_slice(code, label, {"np": np, "torch": torch, "F": torch.nn.functional})
+
+    def get_network(*_a, **_k) -> torch.nn.Module:  # their get_network for MNIST's ConvNet
+        return networks.ConvNet(1, 10, 128, 3, "relu", "instancenorm", "avgpooling", (28, 28))
+
+    torch.manual_seed(seed)
+    start = [p.detach().clone() for p in get_network().parameters()]
+    epochs = [start] + [[p + 0.01 * torch.randn_like(p) for p in start] for _ in range(2)]
+    image_syn = torch.randn(10 * ipc, 1, 28, 28, requires_grad=True)
+    syn_lr = torch.tensor(0.01, requires_grad=True)
+    args = SimpleNamespace(
+        model="ConvNet", device="cpu", distributed=False, load_all=True, max_start_epoch=1, expert_epochs=2,
+        syn_steps=syn_steps, batch_syn=10 * ipc, texture=False, dsa=True, no_aug=False,
+        dsa_strategy="color_crop_cutout_flip_scale_rotate", dsa_param=aug["ParamDiffAug"](),
+    )  # fmt: skip
+    ns = {
+        "args": args, "np": np, "torch": torch, "get_network": get_network,
+        "ReparamModule": reparam.ReparamModule, "channel": 1, "num_classes": 10, "im_size": (28, 28),
+        "buffer": [epochs], "image_syn": image_syn, "syn_lr": syn_lr,
+        "label_syn": torch.arange(10).repeat_interleave(ipc), "criterion": torch.nn.CrossEntropyLoss(),
+        "DiffAugment": aug["DiffAugment"],
+        "optimizer_img": torch.optim.SGD([image_syn], lr=1000.0, momentum=0.5),
+        "optimizer_lr": torch.optim.SGD([syn_lr], lr=1e-5, momentum=0.5),
+    }  # fmt: skip
+    code, label = their_slice(root / "distill.py", OUTER_START, "optimizer_lr.step(")
+    return compile(code, label, "exec"), ns
+
+
+def single_official(root: Path, ipc: int, syn_steps: int, repeats: int) -> None:
+    """The authors' iteration alone in this process, as :func:`single`."""
+    code, ns = official_setup(root, ipc, syn_steps)
+    times = []
+    for _ in range(repeats + 1):  # the first is the warm-up
+        t0 = time.perf_counter()
+        exec(code, ns)
+        times.append(time.perf_counter() - t0)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(json.dumps({"seconds": min(times[1:]), "peak_rss_gb": peak_gb}))
+
+
 def whole_graph_gflop(ipc: int, syn_steps: int) -> float:
     """One whole-graph iteration's GFLOP without holding its graph: every student step costs the same, so
     the count of 1 and 2 steps gives it for any number (the useful work of every path; recomputation
     adds its own)."""
     one, two = (iteration_gflop(*setup(ipc, s)) for s in (1, 2))
     return one + (syn_steps - 1) * (two - one)
+
+
+AUTHORS = "authors' MTT (distill.py)"
 
 
 def rss_rows(a: argparse.Namespace) -> None:
@@ -106,7 +170,7 @@ def rss_rows(a: argparse.Namespace) -> None:
     )
     print(
         f"{'IPC':>4} {'path':>30} {'s/iter':>8} {'peak RSS GB':>12} {'vs whole':>9} {'vs ATen whole':>14}"
-        f" {'GFLOP/s':>8} {'of peak':>8}"
+        f" {'GFLOP/s':>8} {'of peak':>8}" + (f" {'vs authors':>11}" if a.official else "")
     )
     for ipc in a.ipc:
         gflop = whole_graph_gflop(ipc, a.syn_steps)
@@ -121,10 +185,13 @@ def rss_rows(a: argparse.Namespace) -> None:
             f"budget: {segments} segment(s)": (segments, 1),
             "whole graph, ATen ReLU/pool": (0, 0),
         }
+        if a.official:
+            paths[AUTHORS] = (0, 0)
         best: dict[str, dict] = {}
         for _ in range(a.rounds):  # alternated, so a neighbour's load falls on both paths alike
             for name, (s, lean) in paths.items():
                 cmd = [sys.executable, __file__, "--single", f"{ipc}:{a.syn_steps}:{s}:{a.repeats}:{lean}"]
+                cmd += ["--official", str(a.official)] if name == AUTHORS else []
                 out = json.loads(
                     subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
                 )
@@ -139,6 +206,7 @@ def rss_rows(a: argparse.Namespace) -> None:
             print(
                 f"{ipc:>4} {name:>30} {t:>8.3f} {r['peak_rss_gb']:>12.2f}"
                 f" {t / t0:>8.3f}x {t / t_aten:>13.3f}x {gflop / t:>8.0f} {100 * gflop / t / peak:>7.0f}%"
+                + (f" {best[AUTHORS]['seconds'] / t:>10.3f}x" if a.official else "")
             )
 
 
@@ -156,11 +224,22 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--rss", action="store_true", help="each path in its own process, with its peak RSS")
     ap.add_argument("--rounds", type=int, default=2, help="--rss: alternated rounds per path")
-    ap.add_argument("--single", help=argparse.SUPPRESS)  # ipc:syn_steps:segments:repeats, for --rss
+    ap.add_argument(
+        "--official", type=Path, help="--rss: a checkout of mtt-distillation, timed as one more path"
+    )
+    ap.add_argument("--single", help=argparse.SUPPRESS)  # ipc:syn_steps:segments:repeats:lean, for --rss
     a = ap.parse_args()
+    if a.single and a.official:
+        ipc, syn_steps, _, repeats, _ = (int(v) for v in a.single.split(":"))
+        single_official(a.official, ipc, syn_steps, repeats)
+        return
     if a.single:
         single(*(int(v) for v in a.single.split(":")))
         return
+    if a.official and not a.rss:
+        ap.error("--official times the authors' iteration beside the --rss paths: add --rss")
+    if a.official and not (a.official / "distill.py").is_file():
+        ap.error(f"--official {a.official}: no distill.py (a GeorgeCazenavette/mtt-distillation checkout)")
     if a.rss:
         rss_rows(a)
         return
