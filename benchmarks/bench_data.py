@@ -36,6 +36,25 @@ def make_datamodule(name: str, **kwargs) -> RealDataModule:
     raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
 
 
+def add_heap_option(ap) -> None:  # noqa: ANN001 (argparse.ArgumentParser)
+    """``--mmap-threshold``: the glibc heap policy of the whole benchmark, ddlight's rows and the reference's
+    alike, so a ratio measures the code and not the allocator (ddlight/utils/memory.py)."""
+    ap.add_argument(
+        "--mmap-threshold",
+        type=int,
+        default=None,
+        help="heap policy for both sides, as DDLIGHT_MMAP_THRESHOLD: unset = ddlight's default (keep freed "
+        "blocks), 0 = glibc's defaults, N = release blocks above N bytes",
+    )
+
+
+def apply_heap(threshold: int | None) -> str:
+    """Apply the policy (in this process) and return the line that says which one the rows ran under."""
+    from ddlight.utils import configure_heap
+
+    return f"glibc heap: {configure_heap(threshold)} (both sides)"
+
+
 def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
     """fp32 GFLOP/s of an n x n matmul on this machine, in this process's thread count."""
     a, b = torch.randn(n, n), torch.randn(n, n)

@@ -217,12 +217,12 @@ def reference_loop(
 
 
 def worker(args: argparse.Namespace) -> None:
+    from bench_data import apply_heap
+
+    apply_heap(args.mmap_threshold)  # both sides: the reference's process too
     if args.reference:
         res = run_reference_style(args.batch_real[0], args.steps, args.warmup, args.method[0])
     else:
-        from ddlight.utils import limit_heap_retention
-
-        limit_heap_retention(args.mmap_threshold)  # as `python -m ddlight` does (reference runs without)
         res = run_ddlight(
             args.batch_real[0],
             args.precision[0],
@@ -246,6 +246,8 @@ def spawn(extra: list[str], script: str = __file__) -> dict:
 
 
 def main() -> None:
+    from bench_data import add_heap_option
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", nargs="+", default=["datadam", "dm"], choices=["datadam", "dm"])
     ap.add_argument("--batch-real", type=int, nargs="+", default=[64, 256])
@@ -270,12 +272,7 @@ def main() -> None:
     ap.add_argument(
         "--dataset", default="mnist", help="mnist or cifar10-generated (benchmarks/bench_data.py)"
     )
-    ap.add_argument(
-        "--mmap-threshold",
-        type=int,
-        default=None,
-        help="glibc mmap threshold in bytes for ddlight (default: DDLIGHT_MMAP_THRESHOLD, else off)",
-    )
+    add_heap_option(ap)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -319,6 +316,8 @@ def print_method(method: str, args: argparse.Namespace, common: list[str]) -> No
     common = [*common, "--method", method]
     title = {"datadam": "DataDAM", "dm": "DM"}[method]
     peak = matmul_peak_gflops()
+    policy = "unset (ddlight's default)" if args.mmap_threshold is None else args.mmap_threshold
+    print(f"glibc heap for both sides: --mmap-threshold {policy} (ddlight/utils/memory.py)")
     print(
         f"{title}, {args.dataset} IPC 10, ConvNet-3 w128; median of {args.steps} iterations after "
         f"{args.warmup} warm-up; {args.rounds} interleaved round(s), median of each row's rounds; "

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from bench_data import (
     COMPILE_CHOICES,
+    add_heap_option,
+    apply_heap,
     compile_value,
     make_datamodule,
     matmul_peak_gflops,
@@ -143,7 +145,9 @@ def main() -> None:
         default=["off"],
         help="ConvNet compile for ddlight's rows (true: training forwards and backwards compiled too)",
     )
+    add_heap_option(ap)
     args = ap.parse_args()
+    print(apply_heap(args.mmap_threshold))  # before the first tensor: the reference runs under it too
     dm = make_datamodule(args.dataset)
     dm.setup()
     idx = torch.cat([torch.nonzero(dm.train_labels == c).flatten()[:10] for c in range(10)])

@@ -36,7 +36,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from bench_data import matmul_peak_gflops
+from bench_data import add_heap_option, apply_heap, matmul_peak_gflops
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddlight.data import MNISTDataModule
@@ -192,6 +192,7 @@ def rss_rows(a: argparse.Namespace) -> None:
             for name, (s, lean) in paths.items():
                 cmd = [sys.executable, __file__, "--single", f"{ipc}:{a.syn_steps}:{s}:{a.repeats}:{lean}"]
                 cmd += ["--official", str(a.official)] if name == AUTHORS else []
+                cmd += [] if a.mmap_threshold is None else ["--mmap-threshold", str(a.mmap_threshold)]
                 out = json.loads(
                     subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
                 )
@@ -228,7 +229,11 @@ def main() -> None:
         "--official", type=Path, help="--rss: a checkout of mtt-distillation, timed as one more path"
     )
     ap.add_argument("--single", help=argparse.SUPPRESS)  # ipc:syn_steps:segments:repeats:lean, for --rss
+    add_heap_option(ap)
     a = ap.parse_args()
+    heap = apply_heap(a.mmap_threshold)  # every process of --rss applies it, the authors' too
+    if not a.single:
+        print(heap)
     if a.single and a.official:
         ipc, syn_steps, _, repeats, _ = (int(v) for v in a.single.split(":"))
         single_official(a.official, ipc, syn_steps, repeats)

@@ -25,7 +25,7 @@ import ddlight.data  # noqa: F401
 import ddlight.methods  # noqa: F401
 import ddlight.models  # noqa: F401
 from ddlight.cli_errors import ConfigError, innermost, one_line, stage_error
-from ddlight.utils import limit_heap_retention
+from ddlight.utils import configure_heap
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -269,9 +269,18 @@ def reset_swapped_classes(config: Namespace, argv: Sequence[str]) -> list[str]:
     return notes
 
 
-def main(args: Sequence[str] | None = None) -> None:
-    limit_heap_retention()  # opt-in via DDLIGHT_MMAP_THRESHOLD (ddlight/utils/memory.py)
+def _configure_heap() -> None:
+    """Keep freed activations in the heap (``DDLIGHT_MMAP_THRESHOLD`` changes it; ddlight/utils/memory.py):
+    a bad value of the variable is a bad command, like a bad option."""
     try:
+        configure_heap()
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    try:
+        _configure_heap()
         cli = DDLightCLI(args=None if args is None else list(args))
     except ConfigError as err:
         if os.environ.get("DDLIGHT_TRACEBACK"):

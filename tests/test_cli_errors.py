@@ -134,6 +134,15 @@ def test_traceback_mode_shows_jsonargparse_and_the_chain(monkeypatch, capsys):
     assert str(innermost(raised.value)) == "ipc must be >= 1, got 0"
 
 
+def test_a_heap_variable_that_is_not_a_number_is_a_bad_command(monkeypatch, capsys):
+    monkeypatch.setenv("DDLIGHT_MMAP_THRESHOLD", "4MB")
+    code, _, err = cli_exit(["fit", "--config", CARD, *QUIET], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "ddlight: error: DDLIGHT_MMAP_THRESHOLD='4MB': expected a number of bytes (0: glibc's defaults)"
+    ]
+
+
 def test_usage_names_the_command_a_user_types(capsys):
     code, out, _ = cli_exit(["--help"], capsys)
     assert code == 0 and out.startswith("usage: ddlight [-c CONFIG] {fit,validate,test,predict}")

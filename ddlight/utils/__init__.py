@@ -1,5 +1,5 @@
 """Process-level helpers that are neither data, models, methods nor ops."""
 
-from ddlight.utils.memory import limit_heap_retention
+from ddlight.utils.memory import configure_heap
 
-__all__ = ["limit_heap_retention"]
+__all__ = ["configure_heap"]

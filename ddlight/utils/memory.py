@@ -1,13 +1,15 @@
-"""Memory: the process peak every distiller logs, and (opt-in) keeping glibc from holding freed
-activation buffers, for peak RSS of large-batch CPU runs.
+"""Memory: the process peak every distiller logs, and how glibc's heap treats freed activation buffers.
 
-A DataDAM step at 256 real images per class allocates and frees many MB-sized transients (the real batch,
-its DSA intermediates, per-chunk activations). glibc's malloc raises its mmap threshold dynamically as such
-blocks are freed, after which they come from the heap, fragment it and stay resident. Pinning the threshold
-sends every larger block to mmap, whose pages go back to the OS on free. It lowers peak RSS at 256 real
-images per class, but at 64 per class the extra page faults cost more than they save, so it is off by
-default: set ``DDLIGHT_MMAP_THRESHOLD=4194304`` for large real batches on a memory-tight machine. The
-measurements (``benchmarks/distill_speed.py --mmap-threshold N``) are in docs/performance.md.
+A CPU training step allocates and frees MB-sized activations by the hundred. With glibc's defaults a
+freed block above the (dynamic) mmap threshold goes back to the OS, and the heap's free top is trimmed
+once it exceeds twice that threshold, so the next step takes its memory again page by page: a
+ConvNet-3 evaluator step on 100 MNIST images page-faulted ~30,000 times (about 120 MB) and spent 15-30 %
+of its time there. ``configure_heap`` therefore keeps the heap by default ("keep": blocks up to glibc's
+largest mmap threshold, 32 MiB, come from the heap, and the heap is trimmed only above 1 GiB of free top),
+which the step reuses without faults; a run's peak RSS is its high-water mark either way. Large real
+batches on a memory-tight machine can instead send every block above a threshold to mmap, whose pages
+return on free ("release": ``DDLIGHT_MMAP_THRESHOLD=4194304``), for fewer resident MB and more faults;
+``DDLIGHT_MMAP_THRESHOLD=0`` leaves glibc's defaults. Measurements are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -16,35 +18,58 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import Literal
 
 import torch
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
-DEFAULT_THRESHOLD_BYTES = 0  # off; see the table above
+# glibc's mallopt parameter numbers (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+KEEP_MMAP_THRESHOLD = 32 * 2**20  # the largest glibc accepts on 64-bit (HEAP_MAX_SIZE / 2)
+KEEP_TRIM_THRESHOLD = 2**30
 ENV = "DDLIGHT_MMAP_THRESHOLD"
+# glibc's own variables: a user who set one has chosen, and glibc read it at start-up
+GLIBC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+
+HeapPolicy = Literal["keep", "release", "glibc"]
 
 
-def limit_heap_retention(threshold_bytes: int | None = None) -> bool:
-    """Pin glibc's mmap threshold to ``threshold_bytes`` (default: ``DDLIGHT_MMAP_THRESHOLD``, else off).
-
-    Returns whether the setting was applied: False off Linux/glibc, when disabled, or when glibc refuses.
-    An explicit ``MALLOC_MMAP_THRESHOLD_`` in the environment wins (glibc read it at start-up).
-    """
+def heap_policy(threshold_bytes: int | None = None) -> tuple[HeapPolicy, int]:
+    """The policy ``threshold_bytes`` (default: ``DDLIGHT_MMAP_THRESHOLD``) asks for: unset "keep", 0
+    "glibc", a positive number "release" at that threshold."""
     if threshold_bytes is None:
-        threshold_bytes = int(os.environ.get(ENV, DEFAULT_THRESHOLD_BYTES))
-    if threshold_bytes <= 0 or not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
+        raw = os.environ.get(ENV, "").strip()
+        try:
+            threshold_bytes = int(raw) if raw else None
+        except ValueError:
+            raise ValueError(f"{ENV}={raw!r}: expected a number of bytes (0: glibc's defaults)") from None
+    if threshold_bytes is None:
+        return "keep", KEEP_MMAP_THRESHOLD
+    if threshold_bytes <= 0:
+        return "glibc", 0
+    return "release", int(threshold_bytes)
+
+
+def configure_heap(threshold_bytes: int | None = None) -> HeapPolicy:
+    """Apply :func:`heap_policy` to this process's glibc heap and return what applies: "glibc" off
+    Linux/glibc, when asked, when glibc refuses, or when one of glibc's own ``MALLOC_*`` variables is set."""
+    policy, threshold = heap_policy(threshold_bytes)
+    if policy == "glibc" or not sys.platform.startswith("linux") or any(k in os.environ for k in GLIBC_ENV):
+        return "glibc"
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return "glibc"
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):  # musl and other libcs have no mallopt
-        return False
+        return "glibc"
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, int(threshold_bytes)))
+    if not mallopt(M_MMAP_THRESHOLD, threshold):
+        return "glibc"
+    if policy == "keep" and not mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD):
+        return "glibc"
+    return policy
 
 
 def reset_peak_memory(device: torch.device) -> None:
