@@ -4,6 +4,7 @@ so that every cost of a CIFAR-10 run but reading the pickles is measured without
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -46,6 +47,21 @@ def add_heap_option(ap) -> None:  # noqa: ANN001 (argparse.ArgumentParser)
         help="heap policy for both sides, as DDLIGHT_MMAP_THRESHOLD: unset = ddlight's default (keep freed "
         "blocks), 0 = glibc's defaults, N = release blocks above N bytes",
     )
+
+
+def heap_environment(threshold: int | None) -> tuple[str, dict[str, str]]:
+    """The policy and an environment that gives a child process it through glibc's own variables from its
+    start: for code that cannot call :func:`~ddlight.utils.configure_heap` (the authors' scripts), and then
+    for ddlight's side too, so both start alike."""
+    from ddlight.utils.memory import GLIBC_ENV, KEEP_TRIM_THRESHOLD, heap_policy
+
+    policy, mmap_bytes = heap_policy(threshold)
+    env = {k: v for k, v in os.environ.items() if k not in GLIBC_ENV}
+    if policy != "glibc":
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_bytes)
+    if policy == "keep":
+        env["MALLOC_TRIM_THRESHOLD_"] = str(KEEP_TRIM_THRESHOLD)
+    return policy, env
 
 
 def apply_heap(threshold: int | None) -> str:

@@ -63,7 +63,9 @@ def patched_copy(official: Path, into: Path, scripts: tuple[str, ...] = ("main.p
     )
 
 
-def official(method: str, workdir: Path, iterations: int, extra: list[str]) -> list[float]:
+def official(
+    method: str, workdir: Path, iterations: int, extra: list[str], env: dict[str, str]
+) -> list[float]:
     args = [sys.executable, SCRIPTS[method], "--dataset", "MNIST", "--ipc", "10", "--num_exp", "1"]
     args += ["--num_eval", "0", "--Iteration", str(iterations), "--data_path", str(DATA), "--init", "real"]
     args += ["--save_path", str(workdir / "result"), *extra]
@@ -71,7 +73,7 @@ def official(method: str, workdir: Path, iterations: int, extra: list[str]) -> l
         args += ["--method", "DSA", "--dsa_strategy", "color_crop_cutout_flip_scale_rotate"]
     elif method == "dc":
         args += ["--method", "DC"]
-    out = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+    out = subprocess.run(args, cwd=workdir, capture_output=True, text=True, env=env)
     times = [float(m.group(2)) for m in re.finditer(r"ITER_TIME (\d+) ([\d.]+)", out.stdout)]
     if not times:
         raise RuntimeError(
@@ -80,7 +82,9 @@ def official(method: str, workdir: Path, iterations: int, extra: list[str]) -> l
     return times[1:]  # iteration 0 also saves the image grid
 
 
-def ours(method: str, steps: int, config: str, flop_steps: int) -> tuple[list[float], float]:
+def ours(
+    method: str, steps: int, config: str, flop_steps: int, env: dict[str, str]
+) -> tuple[list[float], float]:
     # DC runs without augmentation on both sides; DSA and DM with the official strategy (flip kept)
     overlay = [] if method == "dc" else ["--config", "configs/overlays/dsa_keep_flip.yaml"]
     code = f"""
@@ -104,7 +108,7 @@ with counter:
               enable_model_summary=False, accelerator="cpu").fit(cli.model, cli.datamodule)
 print("GFLOP", counter.get_total_flops() / 1e9)
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env)
     found = {
         ln.split()[0]: ln.split()[1:] for ln in out.stdout.splitlines() if ln.startswith(("TIMES", "GFLOP"))
     }
@@ -119,14 +123,17 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["dm", "dsa", "dc"], choices=list(SCRIPTS))
     ap.add_argument("--iterations", type=int, default=6, help="official iterations (the first is dropped)")
     ap.add_argument("--cpu-sized", action="store_true", help="ddlight's CPU configs (DC/DSA width 32)")
+    from bench_data import add_heap_option, heap_environment, matmul_peak_gflops  # siblings, run as a script
+
+    add_heap_option(ap)
     a = ap.parse_args()
+    policy, env = heap_environment(a.mmap_threshold)
     threads = os.environ.get("OMP_NUM_THREADS", "all")
     sizes = "CPU-sized (DM 64/class; DC/DSA width 32, 32/class)" if a.cpu_sized else "w128, batch_real 256"
-    from bench_data import matmul_peak_gflops  # a sibling script: importable only when run as one
-
     peak = matmul_peak_gflops()
     print(
-        f"MNIST IPC 10, real init, ConvNet-3 {sizes}; threads {threads}; fp32 matmul peak {peak:.0f} GFLOP/s"
+        f"MNIST IPC 10, real init, ConvNet-3 {sizes}; threads {threads}; fp32 matmul peak {peak:.0f} GFLOP/s;"
+        f" glibc heap: {policy} (both sides, set through glibc's variables)"
     )
     print(
         f"{'method':>6} {'official s/iter':>16} {'ddlight s/iter':>15} {'speed-up':>9} {'GFLOP/iter':>11}"
@@ -137,10 +144,10 @@ def main() -> None:
         for method in a.methods:
             t0 = time.perf_counter()
             extra = CPU_OFFICIAL[method] if a.cpu_sized else []
-            ref = statistics.median(official(method, Path(tmp), a.iterations, extra))
+            ref = statistics.median(official(method, Path(tmp), a.iterations, extra, env))
             k = OUTER_LOOP[method]
             config = (CPU_CONFIGS if a.cpu_sized else CONFIGS)[method]
-            steps, gflop = ours(method, k * a.iterations, config, k)
+            steps, gflop = ours(method, k * a.iterations, config, k, env)
             mine = statistics.median([sum(steps[i : i + k]) for i in range(k, len(steps) - k + 1, k)])
             wall = time.perf_counter() - t0
             shares = f"{100 * gflop / ref / peak:>18.0f}% {100 * gflop / mine / peak:>17.0f}%"
