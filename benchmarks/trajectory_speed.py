@@ -19,7 +19,8 @@ GeorgeCazenavette/mtt-distillation: their outer step, sliced from ``distill.py``
 slices it (:mod:`benchmarks.parity.mtt`), with their ``ReparamModule``, ``networks.ConvNet`` and
 ``DiffAugment`` (sliced from ``utils.py``, whose module imports need a plotting stack) at the same sizes:
 the whole synthetic set as one batch (their ``batch_syn`` default), hard labels, their DSA strategy (flip
-included), their image and rate optimizers' steps inside the timed span.
+included), their image and rate optimizers' steps inside the timed span. Every process runs under the heap
+policy ``--mmap-threshold`` names (unset: ddlight's default), the authors' too.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 A CPU training step allocates and frees MB-sized activations by the hundred. With glibc's defaults a
 freed block above the (dynamic) mmap threshold goes back to the OS, and the heap's free top is trimmed
-once it exceeds twice that threshold, so the next step takes its memory again page by page: a
-ConvNet-3 evaluator step on 100 MNIST images page-faulted ~30,000 times (about 120 MB) and spent 15-30 %
-of its time there. ``configure_heap`` therefore keeps the heap by default ("keep": blocks up to glibc's
+once it exceeds twice that threshold, so the next step takes its memory again page by page, and a
+ConvNet training step spent a measurable share of its time in page faults (docs/performance.md).
+``configure_heap`` therefore keeps the heap by default ("keep": blocks up to glibc's
 largest mmap threshold, 32 MiB, come from the heap, and the heap is trimmed only above 1 GiB of free top),
 which the step reuses without faults; a run's peak RSS is its high-water mark either way. Large real
 batches on a memory-tight machine can instead send every block above a threshold to mmap, whose pages

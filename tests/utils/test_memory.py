@@ -63,7 +63,7 @@ def step_faults(env: dict[str, str]) -> tuple[str, float]:
 
 @GLIBC
 def test_the_kept_heap_trains_without_page_faults():
-    # glibc's defaults hand freed activations back and fault them in again (5,000-11,000 a step measured)
+    # glibc's defaults hand freed activations back and fault them in again, thousands of pages a step
     policy, faults = step_faults({memory.ENV: "0"})
     assert policy == "glibc" and faults > 1_000
     policy, faults = step_faults({})
