@@ -33,9 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import torch
 from bench_data import add_heap_option, apply_heap, matmul_peak_gflops
 from torch.utils.flop_counter import FlopCounterMode
@@ -103,41 +101,26 @@ def single(ipc: int, syn_steps: int, segments: int, repeats: int, lean_graph: in
 
 
 def official_setup(root: Path, ipc: int, syn_steps: int, seed: int = 0):
-    """The namespace their sliced outer step runs in, and the step's code: what ``main()`` builds before
-    its loop (``distill.py:121-139`` at 50dccea), with a one-expert buffer of a fresh network and two
-    perturbed epochs."""
+    """Their sliced outer step and the namespace it runs in (:func:`benchmarks.parity.mtt.their_namespace`)
+    at this benchmark's sizes: a one-expert buffer of a fresh ConvNet-3 w128 and two perturbed epochs (in
+    ddlight's flat layout, which is theirs), the whole set as one batch, DSA with their strategy."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.parity, run as a script
-    from benchmarks.parity import official
-    from benchmarks.parity.mtt import OUTER_START, run_slice, their_slice
+    from benchmarks.parity.mtt import OUTER_START, their_namespace, their_slice
 
-    root = Path(root)
-    reparam, networks = official.load(root, "reparam_module"), official.load(root, "networks")
-    code, label = their_slice(root / "utils.py", "class ParamDiffAug", "'rotate': [rand_rotate]", more=1)
-    aug = run_slice(code, label, {"np": np, "torch": torch, "F": torch.nn.functional})
-
-    def get_network(*_a, **_k) -> torch.nn.Module:  # their get_network for MNIST's ConvNet
-        return networks.ConvNet(1, 10, 128, 3, "relu", "instancenorm", "avgpooling", (28, 28))
-
-    torch.manual_seed(seed)
-    start = [p.detach().clone() for p in get_network().parameters()]
-    epochs = [start] + [[p + 0.01 * torch.randn_like(p) for p in start] for _ in range(2)]
-    image_syn = torch.randn(10 * ipc, 1, 28, 28, requires_grad=True)
-    syn_lr = torch.tensor(0.01, requires_grad=True)
-    args = SimpleNamespace(
-        model="ConvNet", device="cpu", distributed=False, load_all=True, max_start_epoch=1, expert_epochs=2,
-        syn_steps=syn_steps, batch_syn=10 * ipc, texture=False, dsa=True, no_aug=False,
-        dsa_strategy="color_crop_cutout_flip_scale_rotate", dsa_param=aug["ParamDiffAug"](),
-    )  # fmt: skip
-    ns = {
-        "args": args, "np": np, "torch": torch, "get_network": get_network,
-        "ReparamModule": reparam.ReparamModule, "channel": 1, "num_classes": 10, "im_size": (28, 28),
-        "buffer": [epochs], "image_syn": image_syn, "syn_lr": syn_lr,
-        "label_syn": torch.arange(10).repeat_interleave(ipc), "criterion": torch.nn.CrossEntropyLoss(),
-        "DiffAugment": aug["DiffAugment"],
-        "optimizer_img": torch.optim.SGD([image_syn], lr=1000.0, momentum=0.5),
-        "optimizer_lr": torch.optim.SGD([syn_lr], lr=1e-5, momentum=0.5),
+    net = {"channel": 1, "num_classes": 10, "width": 128, "depth": 3, "im_size": 28}
+    settings = {
+        "max_start_epoch": 1, "expert_epochs": 2, "syn_steps": syn_steps, "batch_syn": 10 * ipc,
+        "lr_img": 1000.0, "lr_lr": 1e-5,
     }  # fmt: skip
-    code, label = their_slice(root / "distill.py", OUTER_START, "optimizer_lr.step(")
+    torch.manual_seed(seed)
+    start = flatten_parameters(ConvNet(**net))
+    trajs = torch.stack([start, *(start + 0.01 * torch.randn_like(start) for _ in range(2))])[None]
+    images, labels = torch.randn(10 * ipc, 1, 28, 28), torch.arange(10).repeat_interleave(ipc)
+    ns = their_namespace(
+        Path(root), settings, trajs, images, labels, torch.tensor(0.01), net,
+        dsa_strategy="color_crop_cutout_flip_scale_rotate",
+    )  # fmt: skip
+    code, label = their_slice(Path(root) / "distill.py", OUTER_START, "optimizer_lr.step(")
     return compile(code, label, "exec"), ns
 
 

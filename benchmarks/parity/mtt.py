@@ -102,14 +102,14 @@ def ddlight_net() -> ConvNet:
     return ConvNet(**NET)
 
 
-def their_net_factory(networks: Any) -> Any:
+def their_net_factory(networks: Any, net: dict[str, int] = NET) -> Any:
     """``get_network(args.model, channel, num_classes, im_size, dist=False)`` of their ``utils.py``, for
-    the narrow ConvNet (their default is width 128, depth 3)."""
+    the ConvNet ``net`` describes (the narrow one by default; theirs is width 128, depth 3)."""
 
     def get_network(*_a: Any, **_k: Any) -> nn.Module:
-        s = NET["im_size"]
+        s = net["im_size"]
         return networks.ConvNet(
-            NET["channel"], NET["num_classes"], NET["width"], NET["depth"], "relu", "instancenorm",
+            net["channel"], net["num_classes"], net["width"], net["depth"], "relu", "instancenorm",
             "avgpooling", (s, s),
         )  # fmt: skip
 
@@ -153,10 +153,10 @@ def expert_trajectories(seed: int = 0) -> torch.Tensor:
     return torch.stack(out)
 
 
-def their_buffer(trajs: torch.Tensor) -> list[list[list[torch.Tensor]]]:
+def their_buffer(trajs: torch.Tensor, net: dict[str, int] = NET) -> list[list[list[torch.Tensor]]]:
     """Flat trajectories in their replay-buffer layout: per expert, per epoch, the parameter tensors in
     ``net.parameters()`` order (``buffer.py``: ``timestamps.append([p.detach().cpu() for p in ...])``)."""
-    _, shapes, sizes = parameter_layout(ddlight_net())
+    _, shapes, sizes = parameter_layout(ConvNet(**net))
     return [
         [[c.view(sh).clone() for c, sh in zip(row.split(sizes), shapes, strict=True)] for row in traj]
         for traj in trajs
@@ -213,6 +213,50 @@ def mtt_draws(rec: dict[str, Any]) -> dict[str, Any]:
     return {"expert": rec["randint"][0], "start_epoch": rec["randint"][1], "perms": rec["perms"]}
 
 
+def their_namespace(
+    root: Path,
+    settings: dict[str, Any],
+    trajs: torch.Tensor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    syn_lr: torch.Tensor,
+    net: dict[str, int] = NET,
+    np_mod: Any = np,
+    torch_mod: Any = torch,
+    dsa_strategy: str | None = None,
+) -> dict[str, Any]:
+    """What ``main()`` of ``distill.py`` holds when its outer step starts (lines 121-139 at 50dccea): their
+    ``ReparamModule`` and ``get_network``, the replay buffer of ``trajs`` loaded whole (``args.load_all``),
+    learnable copies of ``images`` and ``syn_lr`` (``image_syn``, ``syn_lr``) with their two SGD optimizers
+    (momentum 0.5, lines 138-139), hard labels and their criterion. ``np_mod``/``torch_mod`` may be
+    :func:`recorders`; ``dsa_strategy`` switches their ``DiffAugment`` on (sliced from ``utils.py``, whose
+    module imports need kornia and a plotting stack), off by default as in the parity fixtures."""
+    reparam, networks = official.load(root, "reparam_module"), official.load(root, "networks")
+    image_syn = images.clone().requires_grad_(True)
+    syn_lr = syn_lr.clone().requires_grad_(True)
+    ns: dict[str, Any] = {}
+    if dsa_strategy is not None:
+        code, label = their_slice(root / "utils.py", "class ParamDiffAug", "'rotate': [rand_rotate]", more=1)
+        aug = run_slice(code, label, {"np": np, "torch": torch, "F": nn.functional})
+        ns["DiffAugment"] = aug["DiffAugment"]
+    args = SimpleNamespace(
+        model="ConvNet", device="cpu", distributed=False, load_all=True,
+        max_start_epoch=settings["max_start_epoch"], expert_epochs=settings["expert_epochs"],
+        syn_steps=settings["syn_steps"], batch_syn=settings["batch_syn"], texture=False,
+        dsa=dsa_strategy is not None, no_aug=dsa_strategy is None, dsa_strategy=dsa_strategy,
+        dsa_param=aug["ParamDiffAug"]() if dsa_strategy is not None else None,
+    )  # fmt: skip
+    ns.update({
+        "args": args, "np": np_mod, "torch": torch_mod, "get_network": their_net_factory(networks, net),
+        "ReparamModule": reparam.ReparamModule, "channel": net["channel"], "num_classes": net["num_classes"],
+        "im_size": (net["im_size"],) * 2, "buffer": their_buffer(trajs, net), "image_syn": image_syn,
+        "label_syn": labels.clone(), "syn_lr": syn_lr, "criterion": nn.CrossEntropyLoss(),
+        "optimizer_img": torch.optim.SGD([image_syn], lr=settings["lr_img"], momentum=0.5),
+        "optimizer_lr": torch.optim.SGD([syn_lr], lr=settings["lr_lr"], momentum=0.5),
+    })  # fmt: skip
+    return ns
+
+
 SETTINGS = {
     "ipc": 2,
     "syn_steps": 5,
@@ -229,30 +273,13 @@ SETTINGS = {
 def run(official_root: Path, commit: str, out: Path | None) -> bool:
     root = Path(official_root)
     s = SETTINGS
-    reparam = official.load(root, "reparam_module")
-    networks = official.load(root, "networks")
     trajs = expert_trajectories()
     images, labels = class_data(s["ipc"], seed=7)
     syn_lr0 = torch.tensor(s["lr_teacher_init"])
 
     code, label = their_slice(root / "distill.py", OUTER_START, "optimizer_lr.step(")
     np_rec, torch_rec, draws = recorders(PERM_SEED, np.random.RandomState(0))
-    image_syn = images.clone().requires_grad_(True)
-    syn_lr = syn_lr0.clone().requires_grad_(True)
-    args = SimpleNamespace(
-        model="ConvNet", device="cpu", distributed=False, load_all=True, max_start_epoch=s["max_start_epoch"],
-        expert_epochs=s["expert_epochs"], syn_steps=s["syn_steps"], batch_syn=s["batch_syn"], texture=False,
-        dsa=False, no_aug=True,
-    )  # fmt: skip
-    ns: dict[str, Any] = {
-        "args": args, "np": np_rec, "torch": torch_rec, "get_network": their_net_factory(networks),
-        "ReparamModule": reparam.ReparamModule, "channel": NET["channel"], "num_classes": NET["num_classes"],
-        "im_size": (NET["im_size"],) * 2, "buffer": their_buffer(trajs), "image_syn": image_syn,
-        "label_syn": labels.clone(), "syn_lr": syn_lr, "criterion": nn.CrossEntropyLoss(),
-        # distill.py:138-139
-        "optimizer_img": torch.optim.SGD([image_syn], lr=s["lr_img"], momentum=0.5),
-        "optimizer_lr": torch.optim.SGD([syn_lr], lr=s["lr_lr"], momentum=0.5),
-    }  # fmt: skip
+    ns = their_namespace(root, s, trajs, images, labels, syn_lr0, np_mod=np_rec, torch_mod=torch_rec)
     learned = {"images": "image_syn", "syn_lr": "syn_lr"}
     records = outer_steps(code, label, ns, draws, s["iterations"], learned)
 
