@@ -6,7 +6,8 @@ once it exceeds twice that threshold, so the next step takes its memory again pa
 ConvNet training step spent a measurable share of its time in page faults (docs/performance.md).
 ``configure_heap`` therefore keeps the heap by default ("keep": blocks up to glibc's
 largest mmap threshold, 32 MiB, come from the heap, and the heap is trimmed only above 1 GiB of free top),
-which the step reuses without faults; a run's peak RSS is its high-water mark either way. Large real
+which the step reuses without faults, at the price of a slightly higher peak RSS where the kept heap
+fragments. Large real
 batches on a memory-tight machine can instead send every block above a threshold to mmap, whose pages
 return on free ("release": ``DDLIGHT_MMAP_THRESHOLD=4194304``), for fewer resident MB and more faults;
 ``DDLIGHT_MMAP_THRESHOLD=0`` leaves glibc's defaults. Measurements are in docs/performance.md.
